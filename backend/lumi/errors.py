@@ -1,0 +1,38 @@
+"""Every error Lumi raises derives from :class:`LumiError` and says what to do next."""
+
+from __future__ import annotations
+
+
+class LumiError(Exception):
+    """Base class of Lumi's errors."""
+
+
+class UnsupportedOperation(LumiError):
+    """The tracer cannot record this operation as a graph."""
+
+
+class TraceError(LumiError):
+    """Tracing failed: value-dependent control flow, mutation, or a misuse of a lazy tensor."""
+
+
+class ShapeError(LumiError):
+    """Shapes or dtypes do not fit an operation or a graph's declared inputs."""
+
+
+class FormatError(LumiError):
+    """A `.lumi` file is corrupt, truncated, too large, or of an unknown version."""
+
+
+class ExecutionError(LumiError):
+    """An operation failed while running; names the op and the line that created it."""
+
+
+class Busy(LumiError):
+    """The cluster refused work under back pressure; try again after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: float = 1.0):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.retry_after))
