@@ -1,0 +1,1 @@
+"""The cluster runtime: Ray connection, workers, scheduling, metering. Imports graph and compiler."""
