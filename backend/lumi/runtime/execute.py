@@ -14,3 +14,8 @@ def execute(graph: Graph, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Run ``graph`` on ``arrays`` and return its outputs in order."""
     values, bindings = graph.bind_inputs(arrays)
     return interpret(graph, values, bindings)
+
+
+def default_target() -> str:
+    """The backend this process runs graphs on: "cuda", "cpu" or "numpy"."""
+    return "numpy"

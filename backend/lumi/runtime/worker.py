@@ -7,7 +7,7 @@ import socket
 
 import ray
 
-from .execute import execute
+from .execute import default_target, execute
 from .python_cell import run_cell
 
 
@@ -32,7 +32,7 @@ class Worker:
         self.host = socket.gethostname()
 
     def info(self) -> dict:
-        return {"device": self.device, "host": self.host, "pid": os.getpid()}
+        return {"device": self.device, "host": self.host, "pid": os.getpid(), "target": default_target()}
 
     def run_graph(self, graph, *arrays):
         return execute(graph, arrays)
