@@ -13,7 +13,6 @@ import linecache
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from lumi.errors import TraceError
 from lumi.graph.ir import Graph
 from lumi.graph.tensor import CELL_FILENAME, Tensor

@@ -7,7 +7,6 @@ import shlex
 from collections.abc import Callable
 
 from IPython.core.error import UsageError
-
 from lumi.runtime import cluster, pool
 
 _COMMANDS: dict[str, tuple[Callable, str, Callable | None]] = {}

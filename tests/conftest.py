@@ -41,7 +41,6 @@ def lumi_home():
 def ray_cluster(lumi_home):
     """A real local Ray: 2 CPUs, 4 logical GPUs, no dashboard; shut down after the session."""
     import ray
-
     from lumi.runtime import cluster
 
     if not ray.is_initialized():

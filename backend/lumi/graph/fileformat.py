@@ -41,7 +41,7 @@ def to_json(graph: Graph) -> dict:
 
 def dumps(graph: Graph) -> bytes:
     """The ``.lumi`` bytes of a graph."""
-    tensors = {f"const/{i}": np.ascontiguousarray(a) for i, a in graph.constants.items()}
+    tensors = {f"const/{i}": np.asarray(a, order="C") for i, a in graph.constants.items()}
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "graph": json.dumps(to_json(graph))}
     return st_save(tensors, metadata=meta)
 

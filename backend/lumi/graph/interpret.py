@@ -28,7 +28,7 @@ def interpret(graph: Graph, inputs: Sequence[np.ndarray], bindings: Mapping[str,
             values[node.id] = graph.constants[node.id]
         else:
             values[node.id] = run_node(node, [values[s] for s in node.src], bindings)
-    return [np.ascontiguousarray(values[i]) for i in graph.outputs.values()]
+    return [np.asarray(values[i], order="C") for i in graph.outputs.values()]
 
 
 def run_node(node: Node, operands: list[np.ndarray], bindings: Mapping[str, int]) -> np.ndarray:

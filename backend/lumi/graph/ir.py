@@ -38,7 +38,7 @@ def _digest(*parts) -> str:
 
 
 def array_digest(a: np.ndarray) -> str:
-    a = np.ascontiguousarray(a)
+    a = np.asarray(a, order="C")
     return hashlib.sha256(a.dtype.str.encode() + repr(a.shape).encode() + a.tobytes()).hexdigest()
 
 
@@ -215,7 +215,7 @@ class GraphBuilder:
 
     def const(self, value, loc: str | None = None) -> int:
         a = np.asarray(value)
-        a = np.ascontiguousarray(a.astype(dtype_name(a.dtype), copy=False))
+        a = np.asarray(a.astype(dtype_name(a.dtype), copy=False), order="C")
         i = self._append("const", (), a.shape, a.dtype.name, {}, loc, array_digest(a))
         self.constants.setdefault(i, a)
         return i

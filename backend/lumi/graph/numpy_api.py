@@ -373,7 +373,7 @@ def stack(arrays, axis=0, out=None, **kwargs):
 def getitem(x: Tensor, key):
     """Basic indexing: ints, slices, None and Ellipsis."""
     key = key if isinstance(key, tuple) else (key,)
-    if any(isinstance(k, Tensor | np.ndarray | list) or isinstance(k, bool) for k in key):
+    if any(isinstance(k, Tensor | np.ndarray | list | bool) for k in key):
         raise UnsupportedOperation(
             f"advanced indexing (arrays, lists or masks as indices) is not supported by Lumi's tracer; "
             f"use np.where for masks, or {_FALLBACK}"
