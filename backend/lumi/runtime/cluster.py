@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import sys
 import threading
 
 import ray
@@ -23,12 +25,28 @@ def cuda_device_count() -> int:
         return 0
 
 
+def local_head() -> str | None:
+    """The address of a head started on this machine with ``ray start --head`` (Binder's
+    ``start`` script does), if one is answering; Ray records it in ``<tmp>/ray/ray_current_cluster``."""
+    tmp = os.environ.get("TMPDIR", "/tmp") if sys.platform.startswith("linux") else "/tmp"
+    path = os.path.join(tmp, "ray", "ray_current_cluster")
+    try:
+        with open(path) as f:
+            address = f.read().strip()
+        host, port = address.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=0.5):
+            return address
+    except (OSError, ValueError):
+        return None
+
+
 def connect(address: str | None = None) -> dict:
     """Join the Ray cluster at ``address`` (``ray://host:10001``, ``auto``), ``$LUMI_RAY_ADDRESS``,
-    or start an embedded local Ray: all CPUs, and logical GPUs on a machine without any so
-    that GPU-shaped workers schedule (they then run the CPU fallback)."""
+    or a local head already running (``ray start --head``); else start an embedded local Ray
+    with all CPUs, and logical GPUs on a machine without any so that GPU-shaped workers
+    schedule (they then run the CPU fallback)."""
     with _lock:
-        address = address or os.environ.get("LUMI_RAY_ADDRESS") or None
+        address = address or os.environ.get("LUMI_RAY_ADDRESS") or local_head()
         if ray.is_initialized():
             if address is None:
                 return info()

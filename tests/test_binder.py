@@ -1,0 +1,54 @@
+"""Binder as repo2docker runs it: postBuild in a fresh environment, then `start`."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+ROOT = pathlib.Path(__file__).parent.parent
+RAY_PROCESS_NAMES = ("gcs_server", "raylet", "ray::", "default_worker", "dashboard", "log_monitor", "monitor.py",
+                     "ray_client_server", "runtime_env", "ray/_private")
+
+
+def ray_processes_rss(venv: pathlib.Path) -> int:
+    total = 0
+    for p in psutil.process_iter(["cmdline", "memory_info"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if any(name in cmd for name in RAY_PROCESS_NAMES) and (str(venv) in cmd or "ray::" in cmd):
+            total += p.info["memory_info"].rss
+    return total
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+@pytest.mark.skipif(shutil.which("npm") is None, reason="postBuild builds the lab extension and needs Node/npm")
+def test_postbuild_then_start_brings_up_a_small_ray_head_the_quickstart_uses(tmp_path):
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    env = {**os.environ, "PATH": f"{venv / 'bin'}:{os.environ['PATH']}", "VIRTUAL_ENV": str(venv),
+           "LUMI_HOME": str(tmp_path / "home")}
+    env.pop("LUMI_RAY_ADDRESS", None)
+    subprocess.run(["bash", str(ROOT / "binder" / "postBuild")], check=True, env=env, cwd=tmp_path)
+    try:
+        start = subprocess.run(["bash", str(ROOT / "binder" / "start"), "true"], env=env, cwd=tmp_path,
+                               capture_output=True, text=True, timeout=120)
+        assert start.returncode == 0, start.stderr
+        status = subprocess.run([str(venv / "bin" / "ray"), "status"], env={**env, "RAY_AUTH_MODE": "disabled"},
+                                capture_output=True, text=True, timeout=60)
+        assert "Active" in status.stdout, status.stdout + status.stderr
+        assert ray_processes_rss(venv) < 1.5 * 2**30
+
+        out = tmp_path / "quickstart.ipynb"
+        subprocess.run([str(venv / "bin" / "jupyter"), "execute", str(ROOT / "notebooks" / "01-quickstart.ipynb"),
+                        "--output", str(out), "--timeout", "600"],
+                       env={**env, "RAY_AUTH_MODE": "disabled"}, cwd=tmp_path, check=True, timeout=900)
+        head = (pathlib.Path(os.environ.get("TMPDIR", "/tmp")) / "ray" / "ray_current_cluster").read_text().strip()
+        assert f"Lumi connected to {head}" in out.read_text()  # the kernel joined the head, not a new Ray
+    finally:
+        subprocess.run([str(venv / "bin" / "ray"), "stop", "--force"], env=env, capture_output=True, timeout=120)
