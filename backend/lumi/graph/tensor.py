@@ -131,55 +131,42 @@ class Tensor:
 
         return apply_function(func, args, kwargs)
 
-    # -- operators and methods delegate to the NumPy functions they mean ------------------
-    def __add__(self, o): return np.add(self, o)  # noqa: E704
-    def __radd__(self, o): return np.add(o, self)  # noqa: E704
-    def __sub__(self, o): return np.subtract(self, o)  # noqa: E704
-    def __rsub__(self, o): return np.subtract(o, self)  # noqa: E704
-    def __mul__(self, o): return np.multiply(self, o)  # noqa: E704
-    def __rmul__(self, o): return np.multiply(o, self)  # noqa: E704
-    def __truediv__(self, o): return np.true_divide(self, o)  # noqa: E704
-    def __rtruediv__(self, o): return np.true_divide(o, self)  # noqa: E704
-    def __pow__(self, o): return np.power(self, o)  # noqa: E704
-    def __rpow__(self, o): return np.power(o, self)  # noqa: E704
-    def __matmul__(self, o): return np.matmul(self, o)  # noqa: E704
-    def __rmatmul__(self, o): return np.matmul(o, self)  # noqa: E704
-    def __floordiv__(self, o): return np.floor_divide(self, o)  # noqa: E704
-    def __mod__(self, o): return np.remainder(self, o)  # noqa: E704
-    def __neg__(self): return np.negative(self)  # noqa: E704
-    def __pos__(self): return self  # noqa: E704
-    def __abs__(self): return np.absolute(self)  # noqa: E704
-    def __invert__(self): return np.invert(self)  # noqa: E704
-    def __and__(self, o): return np.logical_and(self, o)  # noqa: E704
-    def __or__(self, o): return np.logical_or(self, o)  # noqa: E704
-    def __lt__(self, o): return np.less(self, o)  # noqa: E704
-    def __le__(self, o): return np.less_equal(self, o)  # noqa: E704
-    def __gt__(self, o): return np.greater(self, o)  # noqa: E704
-    def __ge__(self, o): return np.greater_equal(self, o)  # noqa: E704
-    def __eq__(self, o): return np.equal(self, o)  # noqa: E704
-    def __ne__(self, o): return np.not_equal(self, o)  # noqa: E704
+    def __pos__(self):
+        return self
 
     def __getitem__(self, key):
         from .numpy_api import getitem
 
         return getitem(self, key)
 
-    def sum(self, axis=None, dtype=None, keepdims=False): return np.sum(self, axis=axis, dtype=dtype, keepdims=keepdims)  # noqa: E501, E704
-    def mean(self, axis=None, dtype=None, keepdims=False): return np.mean(self, axis=axis, dtype=dtype, keepdims=keepdims)  # noqa: E501, E704
-    def max(self, axis=None, keepdims=False): return np.max(self, axis=axis, keepdims=keepdims)  # noqa: E704
-    def min(self, axis=None, keepdims=False): return np.min(self, axis=axis, keepdims=keepdims)  # noqa: E704
-    def var(self, axis=None, ddof=0, keepdims=False): return np.var(self, axis=axis, ddof=ddof, keepdims=keepdims)  # noqa: E501, E704
-    def std(self, axis=None, ddof=0, keepdims=False): return np.std(self, axis=axis, ddof=ddof, keepdims=keepdims)  # noqa: E501, E704
-    def argmax(self, axis=None, keepdims=False): return np.argmax(self, axis=axis, keepdims=keepdims)  # noqa: E704
-    def argmin(self, axis=None, keepdims=False): return np.argmin(self, axis=axis, keepdims=keepdims)  # noqa: E704
-    def any(self, axis=None, keepdims=False): return np.any(self, axis=axis, keepdims=keepdims)  # noqa: E704
-    def all(self, axis=None, keepdims=False): return np.all(self, axis=axis, keepdims=keepdims)  # noqa: E704
-    def clip(self, lo=None, hi=None): return np.clip(self, lo, hi)  # noqa: E704
-    def dot(self, o): return np.dot(self, o)  # noqa: E704
-    def squeeze(self, axis=None): return np.squeeze(self, axis=axis)  # noqa: E704
-    def ravel(self): return np.ravel(self)  # noqa: E704
-    def flatten(self): return np.ravel(self)  # noqa: E704
-    def copy(self): return self  # noqa: E704
+    def sum(self, axis=None, dtype=None, keepdims=False):
+        return np.sum(self, axis=axis, dtype=dtype, keepdims=keepdims)
+
+    def mean(self, axis=None, dtype=None, keepdims=False):
+        return np.mean(self, axis=axis, dtype=dtype, keepdims=keepdims)
+
+    def var(self, axis=None, ddof=0, keepdims=False):
+        return np.var(self, axis=axis, ddof=ddof, keepdims=keepdims)
+
+    def std(self, axis=None, ddof=0, keepdims=False):
+        return np.std(self, axis=axis, ddof=ddof, keepdims=keepdims)
+
+    def clip(self, lo=None, hi=None):
+        return np.clip(self, lo, hi)
+
+    def dot(self, other):
+        return np.dot(self, other)
+
+    def squeeze(self, axis=None):
+        return np.squeeze(self, axis=axis)
+
+    def ravel(self):
+        return np.ravel(self)
+
+    flatten = ravel
+
+    def copy(self):
+        return self
 
     def reshape(self, *shape, order="C"):
         if len(shape) == 1 and isinstance(shape[0], tuple | list):
@@ -193,6 +180,34 @@ class Tensor:
 
     def astype(self, dtype, copy=True):
         return cast(self, dtype_name(dtype))
+
+
+def _operator(ufunc, reflected: bool = False):
+    return (lambda self, other: ufunc(other, self)) if reflected else (lambda self, other: ufunc(self, other))
+
+
+def _reduction(fn):
+    return lambda self, axis=None, keepdims=False: fn(self, axis=axis, keepdims=keepdims)
+
+
+_BINARY_OPERATORS = {
+    "add": np.add, "sub": np.subtract, "mul": np.multiply, "truediv": np.true_divide, "pow": np.power,
+    "matmul": np.matmul, "floordiv": np.floor_divide, "mod": np.remainder,
+}
+_OTHER_OPERATORS = {
+    "and": np.logical_and, "or": np.logical_or, "lt": np.less, "le": np.less_equal, "gt": np.greater,
+    "ge": np.greater_equal, "eq": np.equal, "ne": np.not_equal,
+}
+for _name, _ufunc in _BINARY_OPERATORS.items():
+    setattr(Tensor, f"__{_name}__", _operator(_ufunc))
+    setattr(Tensor, f"__r{_name}__", _operator(_ufunc, reflected=True))
+for _name, _ufunc in _OTHER_OPERATORS.items():
+    setattr(Tensor, f"__{_name}__", _operator(_ufunc))
+for _name, _ufunc in {"neg": np.negative, "abs": np.absolute, "invert": np.invert}.items():
+    setattr(Tensor, f"__{_name}__", lambda self, _ufunc=_ufunc: _ufunc(self))
+for _name, _fn in {"max": np.max, "min": np.min, "argmax": np.argmax, "argmin": np.argmin, "any": np.any,
+                   "all": np.all}.items():
+    setattr(Tensor, _name, _reduction(_fn))
 
 
 # -- helpers shared by every lowering ---------------------------------------------------------
