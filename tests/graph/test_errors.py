@@ -58,6 +58,14 @@ def test_export_is_safetensors_with_graph_metadata(lumi_file):
     assert all({"id", "op", "src", "shape", "dtype", "attrs"} <= set(n) for n in graph["nodes"])
 
 
+def test_export_is_deterministic():
+    def fn(x):
+        return np.tanh(x * 2.0 + np.arange(3, dtype=np.float32)).sum(axis=0), x.mean()
+
+    first = {fileformat.dumps(lumi.trace(fn, X)) for _ in range(5)}
+    assert len(first) == 1
+
+
 def test_truncated_file_is_refused(lumi_file):
     data = lumi_file.read_bytes()
     for cut in (4, 20, len(data) - 3):

@@ -40,10 +40,19 @@ def to_json(graph: Graph) -> dict:
 
 
 def dumps(graph: Graph) -> bytes:
-    """The ``.lumi`` bytes of a graph."""
+    """The ``.lumi`` bytes of a graph; the same graph always gives the same bytes."""
     tensors = {f"const/{i}": np.asarray(a, order="C") for i, a in graph.constants.items()}
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "graph": json.dumps(to_json(graph))}
-    return st_save(tensors, metadata=meta)
+    return _canonical(st_save(tensors, metadata=meta))
+
+
+def _canonical(data: bytes) -> bytes:
+    """Rewrite the header with sorted keys: safetensors writes it in hash-map order, and
+    content-addressed storage needs equal graphs to give equal files."""
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.dumps(json.loads(data[8 : 8 + n]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)
+    return struct.pack("<Q", len(header)) + header + data[8 + n :]
 
 
 def save(graph: Graph, path) -> None:
