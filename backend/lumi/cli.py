@@ -1,0 +1,165 @@
+"""The ``lumi`` command: deploy exported graphs and manage endpoints without a notebook.
+
+Talks to the gateway named by ``--url``/``--key``, ``$LUMI_GATEWAY_URL``/``$LUMI_KEY``, or
+``$LUMI_HOME/gateway.json`` (written by whichever process started it: a notebook, or ``lumi serve``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import httpx
+
+from .errors import LumiError
+
+
+def _gateway(args) -> tuple[str, str]:
+    from .serving.gateway import gateway_file, gateway_info
+
+    url = args.url or os.environ.get("LUMI_GATEWAY_URL")
+    key = args.key or os.environ.get("LUMI_KEY")
+    if url and key:
+        return url.rstrip("/"), key
+    info = gateway_info()
+    if info is None:
+        raise LumiError(f"no gateway answers (looked in {gateway_file()}); start one with `lumi serve` or run "
+                        "%%deploy in a notebook, or pass --url and --key")
+    return (url or info["url"]).rstrip("/"), key or info["key"]
+
+
+def _request(args, method: str, path: str, **kw) -> dict | list:
+    from .serving.endpoint import raise_for
+
+    url, key = _gateway(args)
+    r = httpx.request(method, f"{url}{path}", headers={"Authorization": f"Bearer {key}"}, timeout=120, **kw)
+    return raise_for(r).json()
+
+
+def cmd_deploy(args) -> None:
+    from .graph.fileformat import load
+    from .serving.endpoint import deploy
+
+    graph = load(args.file)
+    url, key = _gateway(args)
+    info = deploy(graph, args.name, url, key, gpu=args.gpu, min_replicas=args.min_replicas,
+                  max_replicas=args.max_replicas, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+                  scaledown_window=args.scaledown_window, tier=args.tier)
+    batching = "on" if info["batching"] else f"off ({info['batching_reason']})"
+    print(f"deployed {args.name} version {info['version']} (sha256 {info['sha256'][:12]}), batching {batching}")
+    print(f"URL: {info['url']}")
+
+
+def cmd_endpoints(args) -> None:
+    rows = _request(args, "GET", "/v1/endpoints")
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return
+    print(f"{'NAME':<20} {'VERSION':>7} {'VERSIONS':>8} {'REPLICAS':>8} {'REQUESTS':>8}  URL")
+    for r in rows:
+        print(f"{r['name']:<20} {r['active_version']:>7} {len(r['versions']):>8} {r['replicas']:>8} "
+              f"{r['requests']:>8}  {r['url']}")
+
+
+def cmd_show(args) -> None:
+    print(json.dumps(_request(args, "GET", f"/v1/endpoints/{args.name}"), indent=1))
+
+
+def cmd_rollback(args) -> None:
+    body = {} if args.version is None else {"version": args.version}
+    r = _request(args, "POST", f"/v1/endpoints/{args.name}/rollback", json=body)
+    print(f"{args.name}: version {r['active_version']} is active")
+
+
+def cmd_scale(args) -> None:
+    r = _request(args, "POST", f"/v1/endpoints/{args.name}/scale", json={"replicas": args.replicas})
+    print(f"{args.name}: {r['replicas']} replicas")
+
+
+def cmd_delete(args) -> None:
+    _request(args, "DELETE", f"/v1/endpoints/{args.name}")
+    print(f"deleted {args.name}")
+
+
+def cmd_keys(args) -> None:
+    from .serving.keys import add_key, keys_path
+
+    key = add_key(args.tenant, args.tier, admin=args.admin)
+    print(f"{key}\n(added to {keys_path()} for tenant {args.tenant}, tier {args.tier})")
+
+
+def cmd_serve(args) -> None:
+    from .runtime.cluster import connect
+    from .serving.gateway import ensure_gateway, gateway_file
+
+    connect(args.address)
+    info = ensure_gateway()
+    print(f"Lumi gateway at {info['url']} (admin key and URL in {gateway_file()}); Ctrl-C stops it")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lumi", description="Deploy Lumi graphs and manage their endpoints.")
+    p.add_argument("--url", help="gateway URL (default: $LUMI_GATEWAY_URL or $LUMI_HOME/gateway.json)")
+    p.add_argument("--key", help="API key (default: $LUMI_KEY or the local admin key)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("deploy", help="deploy an exported .lumi file as a new version of an endpoint")
+    d.add_argument("file", help="a .lumi file written by Graph.export")
+    d.add_argument("--name", required=True, help="endpoint name")
+    d.add_argument("--gpu", nargs="?", const="any", default=None, help="run replicas on a GPU (optionally a type)")
+    d.add_argument("--min-replicas", type=int, default=None, help="replicas kept warm (default 0)")
+    d.add_argument("--max-replicas", type=int, default=None, help="most replicas (default 4)")
+    d.add_argument("--max-batch", type=int, default=None, help="most rows per batch (default 32)")
+    d.add_argument("--max-wait-ms", type=float, default=None, help="batch wait in ms (default 5)")
+    d.add_argument("--scaledown-window", type=float, default=None, help="idle seconds before scaling down (60)")
+    d.add_argument("--tier", default=None, help="tier its requests are admitted in")
+    d.set_defaults(fn=cmd_deploy)
+
+    e = sub.add_parser("endpoints", help="list endpoints")
+    e.add_argument("--json", action="store_true", help="print the gateway's JSON")
+    e.set_defaults(fn=cmd_endpoints)
+    s = sub.add_parser("show", help="one endpoint as JSON")
+    s.add_argument("name")
+    s.set_defaults(fn=cmd_show)
+    r = sub.add_parser("rollback", help="make an earlier version active (default: the previous one)")
+    r.add_argument("name")
+    r.add_argument("--version", type=int, default=None)
+    r.set_defaults(fn=cmd_rollback)
+    c = sub.add_parser("scale", help="set an endpoint's replica count now")
+    c.add_argument("name")
+    c.add_argument("replicas", type=int)
+    c.set_defaults(fn=cmd_scale)
+    x = sub.add_parser("delete", help="delete an endpoint (its stored versions stay)")
+    x.add_argument("name")
+    x.set_defaults(fn=cmd_delete)
+    k = sub.add_parser("keys", help="create an API key for a tenant in $LUMI_HOME/keys.toml")
+    k.add_argument("tenant")
+    k.add_argument("--tier", default="api")
+    k.add_argument("--admin", action="store_true")
+    k.set_defaults(fn=cmd_keys)
+    v = sub.add_parser("serve", help="start Ray (embedded, or --address) and the gateway, in the foreground")
+    v.add_argument("--address", default=None, help="Ray address (default: $LUMI_RAY_ADDRESS or embedded)")
+    v.set_defaults(fn=cmd_serve)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        args.fn(args)
+    except LumiError as e:
+        print(f"lumi: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,345 @@
+"""The HTTP gateway: FastAPI on uvicorn, running in the detached Ray actor ``"lumi-gateway"``.
+
+Routes: Lumi's ``/v1`` (endpoints, deploy, infer, rollback, scale, jobs, cluster, costs), the
+Open Inference Protocol's ``/v2`` (health, model metadata, readiness, infer), ``/openapi.json``.
+Every ``/v1`` route and the ``/v2/models`` routes need ``Authorization: Bearer <key>``; keys map
+to tenants and tiers in ``$LUMI_HOME/keys.toml``. :func:`ensure_gateway` starts the gateway if
+needed and writes ``$LUMI_HOME/gateway.json`` = ``{"url", "key", "key_file"}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import ray
+from fastapi import Body, Depends, FastAPI, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from .. import __version__
+from ..errors import Busy, ExecutionError, LumiError
+from ..runtime.cluster import NAMESPACE, ensure_connected
+from ..runtime.config import load_config
+from . import codec
+from .keys import Key, Keyring, admin_key, keys_path
+from .service import Forbidden, Service
+from .store import ModelStore, NotFound, TamperedModel
+
+ACTOR_NAME = "lumi-gateway"
+MAX_BODY_BYTES = 16 << 20
+MAX_MODEL_BYTES = 2 << 30
+
+_bearer = HTTPBearer(auto_error=False, description="A Lumi key from $LUMI_HOME/keys.toml")
+
+
+def _error(e: Exception) -> HTTPException:
+    """The HTTP status for a Lumi error."""
+    if isinstance(e, Busy):
+        return HTTPException(429, str(e), headers={"Retry-After": str(max(1, round(e.retry_after)))})
+    status = 404 if isinstance(e, NotFound) else 403 if isinstance(e, Forbidden) else \
+        500 if isinstance(e, ExecutionError | TamperedModel) or not isinstance(e, LumiError) else 400
+    return HTTPException(status, str(e))
+
+
+async def _body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"the body is {int(declared)} bytes; the limit is {limit} bytes (split the batch)")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"the body is over the {limit}-byte limit (split the batch)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _auth(request: Request,
+                credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Key:
+    keyring = request.app.state.keyring
+    key = keyring.lookup(credentials.credentials if credentials else None)
+    if key is None:
+        raise HTTPException(401, "missing or unknown key: send Authorization: Bearer <key> (keys live in "
+                            f"{keyring.path})", headers={"WWW-Authenticate": "Bearer"})
+    return key
+
+
+Auth = Annotated[Key, Depends(_auth)]
+OptionalBody = Annotated[dict | None, Body()]
+
+
+def create_app(service: Service, keyring: Keyring, max_body: int | None = None) -> FastAPI:
+    """The gateway's FastAPI application over a :class:`Service`."""
+    app = FastAPI(title="Lumi gateway", version=__version__,
+                  description="Serverless endpoints for Lumi graphs: Lumi's /v1 API and the Open Inference "
+                              "Protocol (KServe v2) under /v2.")
+    app.state.keyring = keyring
+    max_body = max_body or int(os.environ.get("LUMI_MAX_BODY_BYTES", MAX_BODY_BYTES))
+
+    @app.exception_handler(LumiError)
+    async def lumi_error(request: Request, e: LumiError):
+        h = _error(e)
+        return JSONResponse({"detail": h.detail}, h.status_code, headers=h.headers)
+
+    # -- /v1 endpoints -----------------------------------------------------------------------------
+    @app.get("/v1/endpoints", tags=["endpoints"])
+    async def list_endpoints(key: Auth) -> list[dict]:
+        return [service.describe(r) for r in service.records(key)]
+
+    @app.get("/v1/endpoints/{name}", tags=["endpoints"])
+    async def get_endpoint(name: str, key: Auth) -> dict:
+        return service.describe(service.record(name, key))
+
+    @app.put("/v1/endpoints/{name}", tags=["endpoints"],
+             openapi_extra={"requestBody": {"content": {"application/octet-stream": {}}}})
+    async def deploy(name: str, request: Request, key: Auth, gpu: str | None = None,
+                     min_replicas: int | None = None, max_replicas: int | None = None, max_batch: int | None = None,
+                     max_wait_ms: float | None = None, scaledown_window: float | None = None,
+                     tier: str | None = None) -> dict:
+        """Deploy a `.lumi` file (the body) as a new version of `name`, or reactivate an identical one."""
+        data = await _body(request, MAX_MODEL_BYTES)
+        options = dict(gpu=gpu, min_replicas=min_replicas, max_replicas=max_replicas, max_batch=max_batch,
+                       max_wait_ms=max_wait_ms, scaledown_window=scaledown_window, tier=tier)
+        if tier is not None:
+            load_config().tier(tier)
+        return service.deploy(name, data, key, {k: v for k, v in options.items() if v is not None})
+
+    @app.post("/v1/endpoints/{name}/rollback", tags=["endpoints"])
+    async def rollback(name: str, key: Auth, body: OptionalBody = None) -> dict:
+        """Make a version active (body `{"version": n}`; default: the one before the active version)."""
+        return service.rollback(name, key, (body or {}).get("version"))
+
+    @app.post("/v1/endpoints/{name}/scale", tags=["endpoints"])
+    async def scale(name: str, key: Auth, body: OptionalBody = None) -> dict:
+        """Set the replica count now (body `{"replicas": n}`); the autoscaler carries on from there."""
+        body = body or {}
+        if not isinstance(body.get("replicas"), int) or body["replicas"] < 0:
+            raise HTTPException(400, 'send {"replicas": n} with n >= 0')
+        return service.scale(name, key, body["replicas"])
+
+    @app.delete("/v1/endpoints/{name}", tags=["endpoints"])
+    async def delete(name: str, key: Auth) -> dict:
+        service.delete(name, key)
+        return {"deleted": name}
+
+    async def infer_v1(name: str, request: Request, key: Key, version: int | None) -> Response:
+        data = await _body(request, max_body)
+        record = service.record(name, key)
+        graph = service.live(record, version).graph
+        binary = codec.is_safetensors(request.headers.get("content-type"))
+        arrays = codec.decode_safetensors(data, graph) if binary else codec.decode_json(data, graph)
+        live, result = await service.infer(name, key, arrays, version)
+        headers = {"X-Lumi-Version": str(live.version["version"]), "X-Lumi-Batch-Requests":
+                   str(result.batch_requests)}
+        if binary or codec.is_safetensors(request.headers.get("accept")):
+            return Response(codec.encode_safetensors(live.graph, result.outputs), headers=headers,
+                            media_type="application/octet-stream")
+        return JSONResponse(codec.encode_json(live.graph, result.outputs, model=name,
+                                              version=live.version["version"]), headers=headers)
+
+    infer_doc = {"requestBody": {"content": {
+        "application/json": {"example": {"inputs": {"x": [[0.0, 1.0]]}}},
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary",
+                                                "description": "safetensors, one tensor per input"}}}}}
+
+    @app.post("/v1/endpoints/{name}/infer", tags=["inference"], openapi_extra=infer_doc)
+    async def infer(name: str, request: Request, key: Auth) -> Response:
+        """Run the active version on a JSON body `{"inputs": {name: nested lists}}` or a safetensors body."""
+        return await infer_v1(name, request, key, None)
+
+    @app.post("/v1/endpoints/{name}/versions/{version}/infer", tags=["inference"], openapi_extra=infer_doc)
+    async def infer_version(name: str, version: int, request: Request, key: Auth) -> Response:
+        """Run a specific version (active or not)."""
+        return await infer_v1(name, request, key, version)
+
+    # -- /v1 jobs, cluster, costs (the dispatcher's views) -------------------------------------------
+    def dispatcher():
+        return service.dispatcher()
+
+    def own(items: list[dict], key: Key) -> list[dict]:
+        return [j for j in items if key.admin or j.get("tenant") == key.tenant]
+
+    @app.get("/v1/jobs", tags=["jobs"])
+    async def jobs(key: Auth, limit: int = 200) -> list[dict]:
+        return own(await dispatcher().jobs.remote(limit), key)
+
+    async def owned_job(job_id: str, key: Key) -> dict:
+        try:
+            job = await dispatcher().status.remote(job_id)
+        except ray.exceptions.RayTaskError as e:
+            raise HTTPException(404, f"no job {job_id!r} ({e.cause})") from None
+        if not job:
+            raise HTTPException(404, f"no job {job_id!r}")
+        if not key.admin and job.get("tenant") != key.tenant:
+            raise HTTPException(403, f"job {job_id!r} belongs to another tenant")
+        return job
+
+    @app.get("/v1/jobs/{job_id}", tags=["jobs"])
+    async def job(job_id: str, key: Auth) -> dict:
+        return await owned_job(job_id, key)
+
+    @app.post("/v1/jobs/{job_id}/cancel", tags=["jobs"])
+    async def cancel(job_id: str, key: Auth) -> dict:
+        await owned_job(job_id, key)
+        return await dispatcher().cancel.remote(job_id)
+
+    @app.get("/v1/cluster", tags=["cluster"])
+    async def cluster(key: Auth) -> dict:
+        return await dispatcher().cluster.remote()
+
+    @app.get("/v1/costs", tags=["cluster"])
+    async def costs(key: Auth) -> dict:
+        report = await dispatcher().costs.remote()
+        if key.admin:
+            return report
+        records = own(report.get("records", []), key)
+        mine = lambda field: {k: v for k, v in report.get(field, {}).items()  # noqa: E731
+                              if any(r.get(field.removeprefix("by_")) == k for r in records)}
+        return {"total": sum(r.get("cost", 0.0) for r in records), "by_tenant": mine("by_tenant"),
+                "by_tier": {}, "by_endpoint": mine("by_endpoint"), "records": records}
+
+    # -- /v2: the Open Inference Protocol -------------------------------------------------------------
+    @app.get("/v2/health/live", tags=["v2"])
+    async def live() -> dict:
+        return {"live": True}
+
+    @app.get("/v2/health/ready", tags=["v2"])
+    async def ready() -> dict:
+        return {"ready": True}
+
+    @app.get("/v2", tags=["v2"])
+    async def server_metadata() -> dict:
+        return {"name": "lumi", "version": __version__, "extensions": ["binary_tensor_data"]}
+
+    def metadata(name: str, key: Key, version: int | None) -> dict:
+        record = service.record(name, key)
+        graph = service.live(record, version).graph
+        return {"name": name, "versions": [str(v["version"]) for v in record["versions"]], "platform": "lumi",
+                "inputs": [codec.v2_tensor_spec(*s) for s in graph.input_specs()],
+                "outputs": [codec.v2_tensor_spec(*s) for s in graph.output_specs()]}
+
+    @app.get("/v2/models/{name}", tags=["v2"])
+    async def model_metadata(name: str, key: Auth) -> dict:
+        return metadata(name, key, None)
+
+    @app.get("/v2/models/{name}/versions/{version}", tags=["v2"])
+    async def model_version_metadata(name: str, version: int, key: Auth) -> dict:
+        return metadata(name, key, version)
+
+    def model_ready(name: str, key: Key, version: int | None) -> dict:
+        record = service.record(name, key)
+        service.store.version(record, version)
+        return {"name": name, "ready": True}  # scaled to zero is still ready: the next request starts a replica
+
+    @app.get("/v2/models/{name}/ready", tags=["v2"])
+    async def ready_model(name: str, key: Auth) -> dict:
+        return model_ready(name, key, None)
+
+    @app.get("/v2/models/{name}/versions/{version}/ready", tags=["v2"])
+    async def ready_model_version(name: str, version: int, key: Auth) -> dict:
+        return model_ready(name, key, version)
+
+    async def infer_v2(name: str, request: Request, key: Key, version: int | None) -> Response:
+        data = await _body(request, max_body)
+        record = service.record(name, key)
+        graph = service.live(record, version).graph
+        length = request.headers.get(codec.HEADER_LENGTH)
+        arrays, doc = codec.decode_v2(data, int(length) if length else None, graph)
+        live, result = await service.infer(name, key, arrays, version)
+        body, head = codec.encode_v2(live.graph, result.outputs, doc, name, live.version["version"])
+        if head is None:
+            return Response(body, media_type="application/json")
+        return Response(body, media_type="application/octet-stream", headers={codec.HEADER_LENGTH: str(head)})
+
+    @app.post("/v2/models/{name}/infer", tags=["v2"])
+    async def v2_infer(name: str, request: Request, key: Auth) -> Response:
+        return await infer_v2(name, request, key, None)
+
+    @app.post("/v2/models/{name}/versions/{version}/infer", tags=["v2"])
+    async def v2_infer_version(name: str, version: int, request: Request, key: Auth) -> Response:
+        return await infer_v2(name, request, key, version)
+
+    return app
+
+
+@ray.remote(num_cpus=0, max_restarts=0)
+class GatewayActor:
+    """Runs uvicorn on this actor's event loop; the service's batchers and autoscaler share it."""
+
+    def __init__(self, home: str, store_url: str, host: str, port: int, cluster_mode: bool, env: dict):
+        os.environ.update(env)  # the creator's LUMI_* settings (replica CPUs, limits) apply here
+        self.home, self.store_url, self.host, self.port = home, store_url, host, port
+        self.cluster_mode = cluster_mode
+        self.url: str | None = None
+
+    async def start(self) -> str:
+        if self.url is not None:
+            return self.url
+        import uvicorn
+
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        port = sock.getsockname()[1]
+        shown = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        self.url = f"http://{shown}:{port}"
+        service = Service(ModelStore(self.store_url), self.url, self.cluster_mode)
+        service.start()
+        app = create_app(service, Keyring(keys_path(self.home)))
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
+        self._server_task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
+        while not server.started:
+            if self._server_task.done():
+                self._server_task.result()
+            await asyncio.sleep(0.02)
+        return self.url
+
+
+def gateway_file() -> Path:
+    return load_config().home / "gateway.json"
+
+
+def gateway_info() -> dict | None:
+    """``gateway.json`` if it names a gateway that answers, else None."""
+    try:
+        info = json.loads(gateway_file().read_text())
+        r = httpx.get(f"{info['url']}/v2", timeout=2.0)
+        if r.status_code == 200 and r.json().get("name") == "lumi":
+            return info
+    except (OSError, ValueError, KeyError, httpx.HTTPError):
+        pass
+    return None
+
+
+def ensure_gateway() -> dict:
+    """Start the gateway in this Ray cluster if none answers; return ``{"url", "key"}``.
+
+    Also writes ``$LUMI_HOME/gateway.json`` (``url``, ``key``, ``key_file``) for other processes
+    (the Jupyter server, the ``lumi`` CLI, clients).
+    """
+    info = gateway_info()
+    if info is not None:
+        return {"url": info["url"], "key": info["key"]}
+    ensure_connected()
+    config = load_config()
+    home = str(config.home)
+    key = admin_key(home)
+    actor = GatewayActor.options(name=ACTOR_NAME, namespace=NAMESPACE, lifetime="detached",
+                                 get_if_exists=True).remote(
+        home, os.environ.get("LUMI_MODEL_STORE") or str(config.home / "models"),
+        os.environ.get("LUMI_GATEWAY_HOST", "127.0.0.1"), int(os.environ.get("LUMI_GATEWAY_PORT", 0)),
+        bool(os.environ.get("LUMI_RAY_ADDRESS")), {k: v for k, v in os.environ.items() if k.startswith("LUMI_")})
+    url = ray.get(actor.start.remote())
+    path = gateway_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"url": url, "key": key, "key_file": str(keys_path(home))}))
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    return {"url": url, "key": key}

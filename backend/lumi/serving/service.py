@@ -1,0 +1,270 @@
+"""What the gateway serves: live endpoint versions (batcher + replicas + autoscaler), admission, metering.
+
+Everything here runs on the gateway's asyncio loop. The model store is the source of truth for
+endpoints and versions, so a restarted gateway serves the same endpoints (replicas start lazily).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import ray
+
+from ..errors import Busy, ExecutionError, LumiError
+from ..graph.fileformat import loads
+from ..graph.ir import Graph
+from .autoscaler import Autoscaler, Load, Policy, request_cluster_resources
+from .batching import Batcher, BatchPlan, Result, batch_plan
+from .keys import Key
+from .replica import BATCHES_PER_REPLICA, ReplicaSet
+from .store import ModelStore, NotFound
+
+DEFAULTS = {"gpu": None, "min_replicas": 0, "max_replicas": 4, "max_batch": 32, "max_wait_ms": 5.0,
+            "scaledown_window": 60.0, "tier": None, "max_queued": 1024}
+TICK_S = 0.25
+REQUEST_TIMEOUT_S = float(os.environ.get("LUMI_REQUEST_TIMEOUT_S", 120))
+
+
+class Forbidden(LumiError):
+    """The key's tenant does not own this object."""
+
+
+def endpoint_config(**options) -> dict:
+    """Deploy options checked and filled with defaults."""
+    unknown = set(options) - set(DEFAULTS)
+    if unknown:
+        raise LumiError(f"unknown deploy options {sorted(unknown)}; options are {sorted(DEFAULTS)}")
+    c = {**DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
+    c["min_replicas"], c["max_replicas"], c["max_batch"] = int(c["min_replicas"]), int(c["max_replicas"]), \
+        int(c["max_batch"])
+    if not 0 <= c["min_replicas"] <= c["max_replicas"] or c["max_replicas"] < 1:
+        raise LumiError(f"need 0 <= min_replicas ({c['min_replicas']}) <= max_replicas ({c['max_replicas']}), "
+                        "and max_replicas >= 1")
+    if c["max_batch"] < 1 or float(c["max_wait_ms"]) < 0 or float(c["scaledown_window"]) < 0:
+        raise LumiError("max_batch must be at least 1; max_wait_ms and scaledown_window at least 0")
+    return c
+
+
+@dataclass
+class Stats:
+    """Per endpoint: requests, recent latencies, cost."""
+
+    requests: int = 0
+    errors: int = 0
+    cost: float = 0.0
+    recent: deque = field(default_factory=lambda: deque(maxlen=2000))  # (finished at, seconds)
+
+    def record(self, seconds: float) -> None:
+        self.requests += 1
+        self.recent.append((time.time(), seconds))
+
+    def summary(self) -> dict:
+        now = time.time()
+        window = [s for t, s in self.recent if now - t <= 60]
+        lat = np.array([s for _, s in self.recent]) * 1000 if self.recent else None
+        return {"requests": self.requests, "rps": len(window) / 60.0,
+                "p50_ms": None if lat is None else float(np.percentile(lat, 50)),
+                "p99_ms": None if lat is None else float(np.percentile(lat, 99)), "cost": self.cost}
+
+
+class Live:
+    """One endpoint version being served."""
+
+    def __init__(self, name: str, version: dict, data: bytes, config: dict, cluster_mode: bool):
+        self.name = name
+        self.version = version
+        self.graph: Graph = loads(data)
+        self.plan: BatchPlan = batch_plan(self.graph)
+        self.config = config
+        self.cluster_mode = cluster_mode
+        self.replicas = ReplicaSet(data, gpu=config["gpu"], label=f"{name}@{version['version']}")
+        self.batcher = Batcher(self.plan, self.replicas.acquire, config["max_batch"], config["max_wait_ms"])
+        self.autoscaler = Autoscaler(Policy(config["min_replicas"], config["max_replicas"], config["max_batch"],
+                                            float(config["scaledown_window"]),
+                                            batches_per_replica=BATCHES_PER_REPLICA))
+
+    def load(self) -> Load:
+        r = self.replicas
+        return Load(self.batcher.queued, self.batcher.in_flight, self.batcher.oldest_wait(), r.replicas,
+                    r.replicas - r.ready, time.monotonic() - r.last_busy)
+
+    def tick(self) -> None:
+        target = self.autoscaler.decide(self.load(), time.monotonic())
+        if target != self.replicas.replicas:
+            self.replicas.scale_to(target)
+            if self.cluster_mode:
+                gpu = {"GPU": 1} if self.config["gpu"] else {"CPU": 1}
+                request_cluster_resources([gpu] * target)
+
+    async def infer(self, arrays: list[np.ndarray]) -> Result:
+        self.graph.bind_inputs(arrays)  # ShapeError (400) before queueing
+        if self.batcher.queued >= int(self.config["max_queued"]):
+            raise Busy(f"endpoint {self.name!r} has {self.batcher.queued} requests queued; try again shortly",
+                       retry_after=1.0)
+        try:
+            return await asyncio.wait_for(self.batcher.submit(arrays), REQUEST_TIMEOUT_S)
+        except TimeoutError:
+            raise Busy(f"endpoint {self.name!r} found no replica within {REQUEST_TIMEOUT_S:g} s (is the cluster "
+                       "full?); try again later", retry_after=5.0) from None
+        except ray.exceptions.RayTaskError as e:
+            cause = e.cause if isinstance(e.cause, LumiError) else ExecutionError(f"the replica failed: {e.cause!r}")
+            raise cause from None
+        except ray.exceptions.RayActorError as e:
+            raise ExecutionError(f"the replica serving {self.name!r} died ({e}); retry the request") from None
+
+    def describe(self) -> dict:
+        return {"replicas": self.replicas.replicas, "ready_replicas": self.replicas.ready,
+                "queued": self.batcher.queued, "batches": self.batcher.batches,
+                "mean_batch_size": self.batcher.mean_batch_size,
+                "cold_starts_s": list(self.replicas.cold_starts[-10:]), "batching": self.plan.enabled,
+                "batching_reason": self.plan.reason}
+
+    def close(self) -> None:
+        self.batcher.close()
+        self.replicas.close()
+
+
+class Service:
+    """Endpoints, versions and their live replicas, behind admission and metering."""
+
+    def __init__(self, store: ModelStore, base_url: str = "", cluster_mode: bool = False):
+        self.store = store
+        self.base_url = base_url
+        self.cluster_mode = cluster_mode
+        self.lives: dict[tuple[str, str], Live] = {}
+        self.stats: dict[str, Stats] = {}
+        self._dispatcher = None
+        self._loop_task: asyncio.Task | None = None
+
+    # -- ownership ----------------------------------------------------------------------------
+    def record(self, name: str, key: Key) -> dict:
+        record = self.store.require(name)
+        if record["tenant"] != key.tenant and not key.admin:
+            raise Forbidden(f"endpoint {name!r} belongs to another tenant")
+        return record
+
+    def records(self, key: Key) -> list[dict]:
+        return [r for r in self.store.endpoints() if key.admin or r["tenant"] == key.tenant]
+
+    # -- deploy, rollback, scale, delete ------------------------------------------------------
+    def deploy(self, name: str, data: bytes, key: Key, options: dict) -> dict:
+        existing = self.store.endpoint(name)
+        if existing is not None:
+            self.record(name, key)
+        config = endpoint_config(**{**(existing or {}).get("config", {}), **options})
+        record, version, created = self.store.deploy(name, data, existing["tenant"] if existing else key.tenant,
+                                                     config)
+        live = self.live(record)
+        if config["min_replicas"]:
+            live.replicas.scale_to(config["min_replicas"])
+        return {**self.describe(record), "version": version["version"], "sha256": version["sha256"],
+                "created": created}
+
+    def rollback(self, name: str, key: Key, version: int | None) -> dict:
+        self.record(name, key)
+        return self.describe(self.store.rollback(name, version))
+
+    def scale(self, name: str, key: Key, replicas: int) -> dict:
+        record = self.record(name, key)
+        live = self.live(record)
+        live.replicas.scale_to(max(0, min(int(replicas), live.config["max_replicas"])))
+        return self.describe(record)
+
+    def delete(self, name: str, key: Key) -> None:
+        self.record(name, key)
+        for k in [k for k in self.lives if k[0] == name]:
+            self.lives.pop(k).close()
+        self.store.delete(name)
+        self.stats.pop(name, None)
+
+    # -- serving ------------------------------------------------------------------------------
+    def live(self, record: dict, version: int | None = None) -> Live:
+        v = self.store.version(record, version)
+        key = (record["name"], v["sha256"])
+        live = self.lives.get(key)
+        if live is None:
+            config = endpoint_config(**record["config"])
+            live = self.lives[key] = Live(record["name"], v, self.store.read_bytes(v["sha256"]), config,
+                                          self.cluster_mode)
+        return live
+
+    def dispatcher(self):
+        if self._dispatcher is None:
+            from ..runtime.dispatcher import get_dispatcher
+
+            self._dispatcher = get_dispatcher()
+        return self._dispatcher
+
+    async def infer(self, name: str, key: Key, arrays: list[np.ndarray], version: int | None = None
+                    ) -> tuple[Live, Result]:
+        record = self.record(name, key)
+        live = self.live(record, version)
+        tier = live.config["tier"] or key.tier
+        live.graph.bind_inputs(arrays)
+        try:
+            token = await self.dispatcher().acquire.remote(key.tenant, tier)
+        except Busy as e:
+            raise Busy(str(getattr(e, "cause", e)), getattr(getattr(e, "cause", e), "retry_after", 1.0)) from None
+        start = time.perf_counter()
+        stats = self.stats.setdefault(name, Stats())
+        try:
+            result = await live.infer(arrays)
+        except BaseException:
+            stats.errors += 1
+            self._release(token, 0.0, "CPU", name)
+            raise
+        stats.record(time.perf_counter() - start)
+        self._release(token, result.seconds, result.device, name)
+        return live, result
+
+    def _release(self, token, seconds: float, device: str, name: str) -> None:
+        async def release():
+            try:
+                receipt = await self.dispatcher().release.remote(token, seconds, device, name)
+                self.stats.setdefault(name, Stats()).cost += float(receipt.get("cost", 0.0))
+            except Exception:  # metering must never fail a request that already ran
+                pass
+
+        asyncio.get_running_loop().create_task(release())
+
+    # -- views ----------------------------------------------------------------------------------
+    def describe(self, record: dict) -> dict:
+        name = record["name"]
+        config = endpoint_config(**record["config"])
+        lives = [lv for (n, _), lv in self.lives.items() if n == name]
+        active = next((lv for lv in lives if lv.version["version"] == record["active_version"]), None)
+        return {
+            "name": name, "tenant": record["tenant"], "url": f"{self.base_url}/v1/endpoints/{name}/infer",
+            "active_version": record["active_version"],
+            "versions": [{k: v[k] for k in ("version", "sha256", "created_at")} for v in record["versions"]],
+            "replicas": sum(lv.replicas.replicas for lv in lives),
+            "min_replicas": config["min_replicas"], "max_replicas": config["max_replicas"],
+            **self.stats.get(name, Stats()).summary(),
+            "config": config, **(active.describe() if active else {}),
+        }
+
+    # -- the autoscaling loop ---------------------------------------------------------------------
+    def start(self) -> None:
+        if self._loop_task is None:
+            self._loop_task = asyncio.get_running_loop().create_task(self._autoscale())
+
+    async def _autoscale(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            for key, live in list(self.lives.items()):
+                try:
+                    record = self.store.endpoint(live.name)
+                    active = record is not None and record["active_version"] == live.version["version"]
+                    load = live.load()
+                    if not active and not load.queued and not load.in_flight \
+                            and load.idle_for >= float(live.config["scaledown_window"]):
+                        self.lives.pop(key).close()  # an old version nobody asked for during a whole window
+                    else:
+                        live.tick()
+                except (NotFound, LumiError, OSError):
+                    continue

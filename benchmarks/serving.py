@@ -1,0 +1,206 @@
+"""Serving: Lumi's gateway against Ray Serve on loopback, the same graph and the same batch settings.
+
+Both serve an MNIST-sized MLP (784-512-10, float32) traced with a symbolic batch dimension and run
+by ``lumi.runtime.execute.execute`` on one replica of one CPU, with dynamic batching of up to
+``MAX_BATCH`` rows or ``MAX_WAIT_MS``: Lumi through ``%%deploy``'s options, Ray Serve through
+``@serve.batch(max_batch_size, batch_wait_timeout_s)``. Closed-loop clients (httpx, one row per
+JSON request) at concurrency 1, 8 and 64; then the cold start from zero replicas for both.
+
+    python benchmarks/serving.py [--seconds 5]
+
+Prints the machine, absolute figures and Lumi/Ray Serve ratios. GPU figures are still to be measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import socket
+import time
+
+import httpx
+import numpy as np
+
+MAX_BATCH = 32
+MAX_WAIT_MS = 5.0
+CONCURRENCY = (1, 8, 64)
+
+
+def machine() -> str:
+    model = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = ", ".join(f"{i['internal_api']} {i.get('architecture', '')}".strip() for i in threadpool_info()
+                         if i["user_api"] == "blas")
+    except Exception:
+        blas = "unknown"
+    return f"{model}, {os.cpu_count()} cores, BLAS {blas}, Python {platform.python_version()}"
+
+
+def model():
+    import lumi
+
+    rng = np.random.default_rng(0)
+    w1 = (rng.standard_normal((784, 512)) / 28).astype(np.float32)
+    b1 = np.zeros(512, np.float32)
+    w2 = (rng.standard_normal((512, 10)) / 22).astype(np.float32)
+
+    def predict(x):
+        return np.maximum(x @ w1 + b1, 0) @ w2
+
+    return lumi.trace(predict, lumi.spec(("batch", 784))), predict
+
+
+async def load(url: str, headers: dict, concurrency: int, seconds: float) -> dict:
+    """Closed-loop clients for ``seconds``: throughput and latency percentiles of 200 responses."""
+    x = np.random.default_rng(1).standard_normal((1, 784)).astype(np.float32)
+    body = {"inputs": {"x": x.tolist()}}
+    latencies, refused = [], 0
+
+    async def client(http):
+        nonlocal refused
+        while time.perf_counter() < stop:
+            t = time.perf_counter()
+            r = await http.post(url, json=body, headers=headers)
+            if r.status_code == 200:
+                latencies.append(time.perf_counter() - t)
+            else:
+                refused += 1
+                await asyncio.sleep(float(r.headers.get("Retry-After", 0.1)))
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+        for _ in range(3):  # warm up connections and the replica
+            await http.post(url, json=body, headers=headers)
+        start = time.perf_counter()
+        stop = start + seconds
+        await asyncio.gather(*(client(http) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    lat = np.array(latencies) * 1000
+    return {"rps": len(lat) / elapsed, "p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)),
+            "refused": refused}
+
+
+def timed_request(url: str, headers: dict) -> float:
+    body = {"inputs": {"x": np.zeros((1, 784)).tolist()}}
+    start = time.perf_counter()
+    r = httpx.post(url, json=body, headers=headers, timeout=300)
+    r.raise_for_status()
+    return time.perf_counter() - start
+
+
+def wait_until(predicate, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.25)
+
+
+def bench_lumi(graph, seconds: float) -> dict:
+    from lumi.serving.endpoint import Endpoint, deploy
+    from lumi.serving.gateway import ensure_gateway
+
+    gw = ensure_gateway()
+    deploy(graph, "bench-warm", gw["url"], gw["key"], max_batch=MAX_BATCH, max_wait_ms=MAX_WAIT_MS,
+           min_replicas=1, max_replicas=1)
+    handle = Endpoint("bench-warm", gw["url"], gw["key"])
+    wait_until(lambda: handle.info()["ready_replicas"] == 1)
+    results = {c: asyncio.run(load(handle.url, handle.headers, c, seconds)) for c in CONCURRENCY}
+    results["mean_batch"] = handle.info()["mean_batch_size"]
+    httpx.delete(f"{gw['url']}/v1/endpoints/bench-warm", headers=handle.headers)
+
+    deploy(graph, "bench-cold", gw["url"], gw["key"], max_batch=MAX_BATCH, max_wait_ms=MAX_WAIT_MS,
+           min_replicas=0, max_replicas=1, scaledown_window=2)
+    cold = Endpoint("bench-cold", gw["url"], gw["key"])
+    timed_request(cold.url, cold.headers)
+    wait_until(lambda: cold.info()["replicas"] == 0)
+    results["cold"] = timed_request(cold.url, cold.headers)
+    httpx.delete(f"{gw['url']}/v1/endpoints/bench-cold", headers=cold.headers)
+    return results
+
+
+def bench_serve(graph, seconds: float) -> dict:
+    from lumi.runtime.execute import execute
+    from ray import serve
+    from starlette.requests import Request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+
+    @serve.deployment(ray_actor_options={"num_cpus": 1}, max_ongoing_requests=1000)
+    class MLP:
+        def __init__(self, g):
+            self.graph = g
+
+        @serve.batch(max_batch_size=MAX_BATCH, batch_wait_timeout_s=MAX_WAIT_MS / 1000)
+        async def run(self, xs: list[np.ndarray]) -> list[np.ndarray]:
+            rows = np.cumsum([len(x) for x in xs])[:-1]
+            (y,) = execute(self.graph, [np.concatenate(xs)])
+            return np.split(y, rows)
+
+        async def __call__(self, request: Request) -> dict:
+            body = await request.json()
+            x = np.asarray(body["inputs"]["x"], dtype=np.float32)
+            return {"outputs": {"output": (await self.run(x)).tolist()}}
+
+    serve.run(MLP.options(num_replicas=1).bind(graph), name="warm", route_prefix="/warm")
+    url = f"http://127.0.0.1:{port}/warm"
+    results = {c: asyncio.run(load(url, {}, c, seconds)) for c in CONCURRENCY}
+    serve.delete("warm")
+
+    scaling = {"min_replicas": 0, "initial_replicas": 0, "max_replicas": 1, "downscale_delay_s": 2,
+               "upscale_delay_s": 0, "target_ongoing_requests": MAX_BATCH}
+    serve.run(MLP.options(autoscaling_config=scaling).bind(graph), name="cold", route_prefix="/cold")
+    url = f"http://127.0.0.1:{port}/cold"
+    timed_request(url, {})
+
+    def replicas() -> int:
+        return sum(serve.status().applications["cold"].deployments["MLP"].replica_states.values())
+
+    wait_until(lambda: replicas() == 0)
+    results["cold"] = timed_request(url, {})
+    serve.shutdown()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="seconds per concurrency level")
+    args = parser.parse_args()
+    import ray
+    from lumi.runtime.cluster import connect
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    connect()
+    graph, _ = model()
+    print(f"machine: {machine()}")
+    print(f"model: MLP 784-512-10 float32, one row per request, JSON bodies; batches of up to {MAX_BATCH} rows "
+          f"or {MAX_WAIT_MS:g} ms; one warm replica of one CPU; {args.seconds:g} s per level\n")
+    lumi_r = bench_lumi(graph, args.seconds)
+    serve_r = bench_serve(graph, args.seconds)
+    print(f"{'concurrency':>11} | {'Lumi rps':>9} {'p50 ms':>7} {'p99 ms':>7} | {'Serve rps':>9} {'p50 ms':>7} "
+          f"{'p99 ms':>7} | {'rps ratio':>9} {'p50 ratio':>9} {'p99 ratio':>9}")
+    for c in CONCURRENCY:
+        a, b = lumi_r[c], serve_r[c]
+        print(f"{c:>11} | {a['rps']:>9.0f} {a['p50']:>7.1f} {a['p99']:>7.1f} | {b['rps']:>9.0f} {b['p50']:>7.1f} "
+              f"{b['p99']:>7.1f} | {a['rps'] / b['rps']:>9.2f} {a['p50'] / b['p50']:>9.2f} {a['p99'] / b['p99']:>9.2f}")
+    print(f"\n(ratios are Lumi / Ray Serve: above 1 is better for rps, below 1 is better for latency; "
+          f"Lumi refused {sum(lumi_r[c]['refused'] for c in CONCURRENCY)} requests with 429, "
+          f"Ray Serve {sum(serve_r[c]['refused'] for c in CONCURRENCY)})")
+    print(f"Lumi mean batch size: {lumi_r['mean_batch']:.1f} requests")
+    print(f"cold start from zero replicas (first request, end to end): Lumi {lumi_r['cold']:.2f} s, "
+          f"Ray Serve {serve_r['cold']:.2f} s, ratio {lumi_r['cold'] / serve_r['cold']:.2f}")
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()
