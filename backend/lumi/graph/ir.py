@@ -121,16 +121,19 @@ class Graph:
         return self.run(*arrays, backend="auto", **named)
 
     def run(self, *arrays, backend: str = "numpy", **named):
-        """Run on ``backend``: "numpy" (the reference interpreter), "cpu", "cuda" or "auto"."""
+        """Run on ``backend``: "numpy" (the reference interpreter), "cpu", "cuda", or "auto" (the best
+        compiled target here: cuda with a GPU, else cpu with a C compiler, else blocked NumPy)."""
         from .interpret import interpret
 
         values, bindings = self.bind_inputs(arrays, named)
-        if backend in ("numpy", "auto"):
+        if backend == "numpy":
             results = interpret(self, values, bindings)
         else:
+            from ..compiler import best_target
             from ..compiler import compile as compile_graph
 
-            results = compile_graph(self, backend).run_bound(values, bindings)
+            target = best_target() if backend == "auto" else backend
+            results = compile_graph(self, target).run_bound(values, bindings)
         return results[0] if len(results) == 1 else tuple(results)
 
     def export(self, path) -> None:

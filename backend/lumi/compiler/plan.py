@@ -1,0 +1,244 @@
+"""``lumi.compile``: optimise, fuse, render for a target, and return a runnable :class:`Plan`."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ExecutionError, LumiError, UnsupportedOperation
+from ..graph import shapes as S
+from ..graph.ir import Graph
+from ..graph.ops import OPS
+from . import numpy_exec
+from .groups import Group, LibraryStep, Step, buffers, fuse
+from .passes import optimize
+
+TARGETS = ("cpu", "cuda", "numpy")
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One step of a plan: a generated kernel (``elementwise``/``reduce``) or a library call
+    (``matmul``/``concat``); ``nodes`` are the ids it covers in ``plan.graph``."""
+
+    name: str
+    kind: str
+    nodes: tuple[int, ...]
+    source: str
+
+
+class Plan:
+    """A graph compiled for one target. Call it like the graph: ``plan(*arrays)``."""
+
+    def __init__(self, source_graph: Graph, graph: Graph, target: str, steps: list[Step], kernels: list[Kernel]):
+        self.source_graph = source_graph
+        self.graph = graph
+        self.target = target
+        self.kernels = kernels
+        self._steps = steps
+        self._runners: list[Callable] | None = None
+        self._lock = threading.Lock()
+        self._backend = None
+
+    def __repr__(self) -> str:
+        kinds = ", ".join(k.kind for k in self.kernels)
+        return f"<lumi.Plan {self.target}: {len(self.kernels)} kernels ({kinds}) for {self.graph!r}>"
+
+    def __call__(self, *arrays, **named):
+        values, bindings = self.source_graph.bind_inputs(arrays, named)
+        out = self.run_bound(values, bindings)
+        return out[0] if len(out) == 1 else tuple(out)
+
+    def run_bound(self, values: Sequence[np.ndarray], bindings: Mapping[str, int]) -> list[np.ndarray]:
+        """Run on inputs already checked by :meth:`Graph.bind_inputs`; outputs come back as NumPy arrays."""
+        return [self._backend.to_host(v) for v in self.run_device(values, bindings)]
+
+    def run_device(self, values: Sequence, bindings: Mapping[str, int]) -> list:
+        """Like :meth:`run_bound` but outputs stay on the target's device (CuPy arrays for ``cuda``)."""
+        with self._lock:
+            if self._runners is None:
+                self._backend = _backend(self.target)
+                self._runners = self._backend.prepare_all(self._steps, self.kernels, self.graph)
+        be, g = self._backend, self.graph
+        env: dict[int, object] = {i: be.constant(i, c) for i, c in g.constants.items()}
+        for name, v in zip(g.inputs, values):
+            env[g.inputs[name]] = be.asarray(v)
+
+        def value(i: int):
+            if i not in env:
+                n = g.nodes[i]
+                env[i] = OPS[n.op].ref([value(s) for s in n.src], n.attrs, S.resolve(n.shape, bindings))
+            return env[i]
+
+        with be.session():
+            for run in self._runners:
+                run(value, env, bindings)
+        return [value(i) for i in g.outputs.values()]
+
+
+def _library_source(step: LibraryStep, graph: Graph, target: str) -> str:
+    lib = {"cuda": "cupy (cuBLAS)", "cpu": "numpy (BLAS)", "numpy": "numpy (BLAS)"}[target]
+    n = graph.nodes[step.node]
+    args = ", ".join(f"%{s}" for s in n.src)
+    return f"# {step.name}: {lib}.{n.op}({args}) -> {n.dtype}{S.fmt(n.shape)}"
+
+
+class _NumpyBackend:
+    """Host arrays; groups run through the blocked NumPy executor (target ``numpy``)."""
+
+    def __init__(self):
+        from .cpu import shared_blas
+
+        self.blas = shared_blas()
+
+    def session(self):
+        return self.blas.session()
+
+    def constant(self, i: int, c: np.ndarray):
+        return c
+
+    def asarray(self, v):
+        return np.asarray(v, order="C")
+
+    def to_host(self, v) -> np.ndarray:
+        return np.asarray(v, order="C")
+
+    def prepare_all(self, steps: list[Step], kernels: list[Kernel], graph: Graph) -> list[Callable]:
+        return [self.prepare(st, k, graph) for st, k in zip(steps, kernels)]
+
+    def prepare(self, step: Step, kernel: Kernel, graph: Graph) -> Callable:
+        if isinstance(step, LibraryStep):
+            return _library_runner(step, graph, self.blas.matmul)
+        shapes = {st.node: graph.nodes[st.node].shape for st in step.stores}
+        return lambda value, env, bindings: numpy_exec.run_group(step, value, env, bindings, shapes)
+
+
+class _CBackend(_NumpyBackend):
+    """Host arrays; groups run as compiled C (target ``cpu``)."""
+
+    def prepare_all(self, steps: list[Step], kernels: list[Kernel], graph: Graph) -> list[Callable]:
+        from . import cpu
+
+        cpu.build([k.source for st, k in zip(steps, kernels) if isinstance(st, Group)])  # in parallel
+        return super().prepare_all(steps, kernels, graph)
+
+    def prepare(self, step: Step, kernel: Kernel, graph: Graph) -> Callable:
+        if isinstance(step, LibraryStep):
+            return _library_runner(step, graph, self.blas.matmul)
+        import ctypes
+
+        from . import cpu
+
+        fn = cpu.load(cpu.build([kernel.source])[0], step.name)
+        reads, writes = buffers(step)
+        outs = [(n, graph.nodes[n].shape, graph.nodes[n].dtype) for n in writes]
+
+        def run(value, env, bindings):
+            for n, shape, dtype in outs:
+                env[n] = np.empty(S.resolve(shape, bindings), dtype=dtype)
+            ptrs = (ctypes.c_void_p * (len(reads) + len(outs)))(
+                *[env[b].__array_interface__["data"][0] for b in reads],
+                *[env[n].__array_interface__["data"][0] for n, _, _ in outs])
+            syms = (ctypes.c_int64 * max(1, len(step.symbols)))(*[bindings[s] for s in step.symbols])
+            fn(ptrs, syms)
+
+        return run
+
+
+def _library_runner(step: LibraryStep, graph: Graph, matmul: Callable | None = None) -> Callable:
+    n = graph.nodes[step.node]
+
+    def run(value, env, bindings):
+        args = [value(s) for s in n.src]
+        if n.op == "matmul" and matmul is not None:
+            env[n.id] = matmul(*args)
+        else:
+            env[n.id] = OPS[n.op].ref(args, n.attrs, S.resolve(n.shape, bindings))
+
+    return run
+
+
+def _backend(target: str):
+    if target == "cuda":
+        from .cuda import CudaBackend
+
+        return CudaBackend()
+    return _CBackend() if target == "cpu" else _NumpyBackend()
+
+
+def _render(step: Step, graph: Graph, target: str) -> Kernel:
+    if isinstance(step, LibraryStep):
+        return Kernel(step.name, step.kind, (step.node,), _library_source(step, graph, target))
+    if target == "cpu":
+        from .render_c import render
+    elif target == "cuda":
+        from .render_cuda import render
+    else:
+        return Kernel(step.name, step.kind, step.nodes, numpy_exec.describe(step, lambda i: repr(graph.nodes[i])))
+    return Kernel(step.name, step.kind, step.nodes, render(step))
+
+
+_CACHE: OrderedDict[tuple[str, str], Plan] = OrderedDict()
+_CACHE_SIZE = 128
+_CACHE_LOCK = threading.Lock()
+
+
+def compile(graph: Graph, target: str = "cpu") -> Plan:  # noqa: A001 - the public name design.md fixes
+    """Optimise ``graph``, fuse it into kernels and generate their source for ``target``.
+
+    ``"cpu"``: C compiled by the system compiler (OpenMP, SIMD), BLAS for matmul. ``"numpy"``: the same
+    groups run blockwise with NumPy (no compiler needed). ``"cuda"``: CUDA C++ launched through CuPy,
+    cuBLAS for matmul; generating it needs no device, running it does. Plans are cached by graph hash.
+    """
+    if target not in TARGETS:
+        raise UnsupportedOperation(f"unknown compile target {target!r}; use one of {', '.join(TARGETS)}")
+    if not isinstance(graph, Graph):
+        raise LumiError(f"lumi.compile takes a lumi.Graph (from lumi.trace or lumi.load), got {type(graph).__name__}")
+    key = (graph.hash, target)
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+    if target == "cpu":
+        from .cpu import toolchain
+
+        if toolchain() is None:
+            raise ExecutionError("target 'cpu' needs a C compiler and none works here; use target='numpy'")
+    opt = optimize(graph)
+    steps = fuse(opt)
+    kernels = [_render(st, opt, target) for st in steps]
+    if os.environ.get("LUMI_DEBUG", "") not in ("", "0"):
+        for k in kernels:
+            print(f"--- lumi kernel {k.name} ({target}, {k.kind}, nodes {list(k.nodes)}) ---\n{k.source}",
+                  file=sys.stderr)
+    plan = Plan(graph, opt, target, steps, kernels)
+    with _CACHE_LOCK:
+        _CACHE[key] = plan
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return plan
+
+
+
+
+@functools.cache
+def best_target() -> str:
+    """The fastest target this process can run: "cuda" where CuPy sees a device, else "cpu" with a
+    working C compiler, else "numpy"."""
+    try:
+        import cupy
+
+        if cupy.cuda.runtime.getDeviceCount() > 0:
+            return "cuda"
+    except Exception:  # no CuPy, no driver: not a CUDA machine
+        pass
+    from .cpu import toolchain
+
+    return "cpu" if toolchain() is not None else "numpy"

@@ -1,0 +1,232 @@
+"""The group IR as C: one function per group, OpenMP across rows, ``omp simd`` inside.
+
+The math functions are declared ``omp declare simd`` (when ``LUMI_MVEC`` is defined, i.e. the
+C library has them) so GCC calls glibc's vector ``expf``/``tanhf`` (libmvec) without
+``-ffast-math``: NaN and inf keep NumPy's meaning.
+"""
+
+from __future__ import annotations
+
+from .cstyle import Body, Dialect, index_expr, inner_is_zero, reduce_init, unravel
+from .groups import Group, buffers
+from .views import sprod
+
+C = Dialect(
+    storage={"float16": "_Float16", "float32": "float", "float64": "double", "int32": "int32_t",
+             "int64": "int64_t", "bool": "uint8_t"},
+    compute={"float16": "float", "float32": "float", "float64": "double", "int32": "int32_t",
+             "int64": "int64_t", "bool": "uint8_t"},
+    index="int64_t",
+    inf={"float16": "INFINITY", "float32": "INFINITY", "float64": "((double)INFINITY)"},
+    nan={"float16": "NAN", "float32": "NAN", "float64": "((double)NAN)"},
+    load_half="((float){x})",
+    store_half="((_Float16)({x}))",
+    round_half="((float)(_Float16){x})",
+    exp_floor=True,
+)
+
+_VECTOR_MATH = ("exp", "log", "sin", "tanh", "erf")
+
+PRELUDE = "\n".join(
+    ["#include <math.h>", "#include <stdint.h>", "#ifdef LUMI_MVEC"]
+    + [f"#pragma omp declare simd notinbranch\nextern {t} {f}{s}({t});"
+       for f in _VECTOR_MATH for t, s in (("float", "f"), ("double", ""))]
+    + ["#pragma omp declare simd notinbranch\nextern float powf(float, float);",
+       "#pragma omp declare simd notinbranch\nextern double pow(double, double);",
+       "#endif",
+       "static inline int64_t lumi_ipow(int64_t b, int64_t e) {",
+       "  int64_t r = 1;",
+       "  for (; e > 0; e >>= 1, b *= b) if (e & 1) r *= b;",
+       "  return r;",
+       "}", ""]
+)
+
+CHUNK = 2048  # inner elements per parallel work item in elementwise kernels
+SERIAL_BELOW = 1 << 15  # smaller domains run on the calling thread: waking the team costs more
+# guided scheduling: a thread the OS preempts holds up only its current chunk, not a static share
+PARALLEL = f"  #pragma omp parallel for schedule(guided) if(n_outer * n_inner >= {SERIAL_BELOW})"
+
+
+def _dim(x) -> str:
+    return str(x) if isinstance(x, int) else f"({x})"
+
+
+def render(group: Group) -> str:
+    """A complete C translation unit defining ``void <name>(char **bufs, const int64_t *syms)``."""
+    reads, writes = buffers(group)
+    ptrs = {b: f"in{k}" for k, b in enumerate(reads)}
+    outs = {n: f"out{k}" for k, n in enumerate(writes)}
+    body = Body(group, C, {**ptrs, **outs})
+    lines = [f"void {group.name}(char **bufs, const int64_t *syms) {{"]
+    for k, b in enumerate(reads):
+        dtype = next(ld.dtype for ld in group.loads if ld.buf == b)
+        lines.append(f"  const {C.storage[dtype]} *restrict in{k} = (const {C.storage[dtype]} *)bufs[{k}];")
+    for k, st in enumerate(group.stores):
+        lines.append(f"  {C.storage[st.dtype]} *restrict out{k} = ({C.storage[st.dtype]} *)bufs[{len(reads) + k}];")
+    for k, s in enumerate(group.symbols):
+        lines.append(f"  const int64_t S_{s} = syms[{k}];")
+    lines.append(f"  const int64_t n_outer = {_dim(sprod(group.outer))}, n_inner = {_dim(sprod(group.inner))};")
+    if group.kind == "elementwise":
+        lines += _elementwise(group, body)
+    else:
+        lines += _reduce_columns(group, body) if _column_reduction(group) else _reduce(group, body)
+    lines.append("}")
+    return PRELUDE + "\n".join(lines) + "\n"
+
+
+def _row_setup(group: Group, body: Body, flat: str) -> list[str]:
+    lines = unravel(flat, list(group.outer), body.outer_idx, "int64_t")
+    return lines
+
+
+def _inner_setup(group: Group, body: Body) -> list[str]:
+    return unravel("r", list(group.inner), body.inner_idx, "int64_t")
+
+
+def _store_lines(group: Group, body: Body, level: str) -> list[str]:
+    lines = []
+    for k, st in enumerate(group.stores):
+        if st.level != level:
+            continue
+        idx = body.outer_idx + (body.inner_idx if level == "full" else ["0"] * len(body.inner_idx))
+        lines.append(f"out{k}[{index_expr(st.access, idx)}] = {C.store(f'v{st.node}', st.dtype)};")
+    return lines
+
+
+def _elementwise(group: Group, body: Body) -> list[str]:
+    n_out = len(group.outer)
+    targets = [("stmt", st.node) for st in group.stores]
+    hoisted = [i for i, ld in enumerate(group.loads) if ld.buf is not None and inner_is_zero(ld.access, n_out)]
+    inner_lines = _inner_setup(group, body) + body.cone(targets, {("load", i) for i in hoisted})
+    inner_lines += _store_lines(group, body, "full")
+    return [
+        f"  const int64_t n_chunks = (n_inner + {CHUNK} - 1) / {CHUNK};",
+        PARALLEL,
+        "  for (int64_t p = 0; p < n_outer * n_chunks; p++) {",
+        "    const int64_t o = p / n_chunks, r_lo = (p % n_chunks) * " + str(CHUNK) + ";",
+        f"    const int64_t r_hi = r_lo + {CHUNK} < n_inner ? r_lo + {CHUNK} : n_inner;",
+        *("    " + x for x in _row_setup(group, body, "o")),
+        *("    " + body.load_line(i, group.loads[i], row_context=True) for i in hoisted),
+        "    #pragma omp simd",
+        "    for (int64_t r = r_lo; r < r_hi; r++) {",
+        *("      " + x for x in inner_lines),
+        "    }",
+        "  }",
+    ]
+
+
+def _reduce(group: Group, body: Body) -> list[str]:
+    have: set = set()
+    lines = [PARALLEL, "  for (int64_t o = 0; o < n_outer; o++) {"]
+    row = [*_row_setup(group, body, "o"), *body.row_ready(have)]
+    for s in body.reduces():
+        src = s.args[0]
+        t = body.acc_type(s.dtype)
+        acc, v = f"acc{s.node}", body.arg(src)
+        floating = s.dtype in ("float16", "float32", "float64")
+        row.append(f"{t} {acc} = {reduce_init(s.op, s.dtype, C)};")
+        if s.op == "sum":
+            clause, combine = f"reduction(+:{acc})", f"{acc} += {v};"
+        else:
+            clause, combine = f"reduction(max:{acc})", f"{acc} = {v} > {acc} ? {v} : {acc};"
+            if floating:
+                row.append(f"int nan{s.node} = 0;")
+                clause += f" reduction(|:nan{s.node})"
+                combine += f" nan{s.node} |= {v} != {v};"
+        row.append(f"#pragma omp simd {clause}")
+        row.append("for (int64_t r = 0; r < n_inner; r++) {")
+        row += ["  " + x for x in _inner_setup(group, body) + body.cone([src], set()) + [combine]]
+        row.append("}")
+        if s.op == "max" and floating:
+            row.append(f"if (nan{s.node}) {acc} = {C.nan[s.dtype]};")
+        row.append(f"const {body.ctype(s.dtype)} v{s.node} = {acc};")
+        have.add(("stmt", s.node))
+        row += body.row_ready(have)
+    full = [st for st in group.stores if st.level == "full"]
+    if full:
+        row += ["#pragma omp simd", "for (int64_t r = 0; r < n_inner; r++) {"]
+        row += ["  " + x for x in _inner_setup(group, body) + body.cone([("stmt", st.node) for st in full], set())]
+        row += ["  " + x for x in _store_lines(group, body, "full")]
+        row.append("}")
+    row += _store_lines(group, body, "row")
+    lines += ["    " + x for x in row]
+    lines.append("  }")
+    return lines
+
+
+COLUMNS = 64  # columns per work item when reducing along a non-contiguous axis
+
+
+def _column_reduction(group: Group) -> bool:
+    """Reductions whose reduced axes are strided while the last kept axis is contiguous (``x.sum(0)``):
+    better walked row by row over a block of columns than column by column."""
+    n = len(group.outer)
+    if n == 0 or not group.inner:
+        return False
+    tops = [ld.access[-1].strides for ld in group.loads if ld.access is not None and ld.level == "full"]
+    return any(t[n - 1] == 1 for t in tops) and not any(1 in t[n:] for t in tops)
+
+
+def _reduce_columns(group: Group, body: Body) -> list[str]:
+    """Each work item owns a block of columns; row values are arrays over the block, ``omp simd`` across it."""
+    n = len(group.outer)
+    col = body.outer_idx[n - 1]
+    body.row_suffix = "[j]"
+    head = [f"const int64_t {col} = c0 + j;"]
+
+    def over_block(lines: list[str]) -> list[str]:
+        return ["#pragma omp simd", "for (int64_t j = 0; j < cn; j++) {", *("  " + x for x in head + lines), "}"]
+
+    lines = [
+        f"  const int64_t n_cols = {_dim(group.outer[-1])}, n_rest = n_cols ? n_outer / n_cols : 0;",
+        f"  const int64_t n_cb = (n_cols + {COLUMNS} - 1) / {COLUMNS};",
+        PARALLEL,
+        "  for (int64_t p = 0; p < n_rest * n_cb; p++) {",
+    ]
+    row = ["const int64_t orest = p / n_cb, c0 = (p % n_cb) * " + str(COLUMNS) + ";",
+           f"const int64_t cn = n_cols - c0 < {COLUMNS} ? n_cols - c0 : {COLUMNS};",
+           *unravel("orest", list(group.outer[:-1]), body.outer_idx[:-1], "int64_t")]
+    row += [f"{body.ctype(s.dtype)} v{s.node}[{COLUMNS}];" for s in group.stmts if s.level == "row"]
+    have: set = set()
+    row += over_block(body.row_ready(have))
+    for s in body.reduces():
+        src, t = s.args[0], body.acc_type(s.dtype)
+        acc, v = f"acc{s.node}", body.arg(src)
+        floating = s.dtype in ("float16", "float32", "float64")
+        row.append(f"{t} {acc}[{COLUMNS}];")
+        init = [f"{acc}[j] = {reduce_init(s.op, s.dtype, C)};"]
+        if s.op == "sum":
+            combine = f"{acc}[j] += {v};"
+        else:
+            combine = f"{acc}[j] = {v} > {acc}[j] ? {v} : {acc}[j];"
+            if floating:
+                row.append(f"int nan{s.node}[{COLUMNS}];")
+                init.append(f"nan{s.node}[j] = 0;")
+                combine += f" nan{s.node}[j] |= {v} != {v};"
+        row += over_block(init)
+        row.append("for (int64_t r = 0; r < n_inner; r++) {")
+        row += ["  " + x for x in _inner_setup(group, body)]
+        row += ["  " + x for x in over_block(body.cone([src], set()) + [combine])]
+        row.append("}")
+        fin = [f"v{s.node}[j] = {acc}[j];"]
+        if s.op == "max" and floating:
+            fin = [f"v{s.node}[j] = nan{s.node}[j] ? {C.nan[s.dtype]} : {acc}[j];"]
+        have.add(("stmt", s.node))
+        row += over_block(fin + body.row_ready(have))
+    full = [st for st in group.stores if st.level == "full"]
+    if full:
+        row.append("for (int64_t r = 0; r < n_inner; r++) {")
+        row += ["  " + x for x in _inner_setup(group, body)]
+        cone = body.cone([("stmt", st.node) for st in full], set())
+        row += ["  " + x for x in over_block(cone + _store_lines(group, body, "full"))]
+        row.append("}")
+    row += over_block(_row_stores(group, body))
+    lines += ["    " + x for x in row]
+    lines.append("  }")
+    return lines
+
+
+def _row_stores(group: Group, body: Body) -> list[str]:
+    idx = body.outer_idx + ["0"] * len(body.inner_idx)
+    return [f"out{k}[{index_expr(st.access, idx)}] = {C.store(body.arg(('stmt', st.node)), st.dtype)};"
+            for k, st in enumerate(group.stores) if st.level == "row"]

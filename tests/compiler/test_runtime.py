@@ -1,0 +1,37 @@
+"""Workers run graphs through compiled plans, compiled once per (graph hash, device)."""
+
+from __future__ import annotations
+
+import lumi
+import numpy as np
+import pytest
+from lumi import nn
+from lumi.runtime import execute
+
+
+def test_execute_compiles_once_and_reuses_the_plan():
+    x = np.linspace(-1, 1, 40, dtype=np.float32).reshape(5, 8)
+    g = lumi.trace(nn.softmax, x)
+    assert execute.default_target() == "cpu"
+    out = execute.execute(g, [x])
+    np.testing.assert_allclose(out[0], g.run(x, backend="numpy"), rtol=1e-6)
+    plan = execute.plan_for(g)
+    assert plan.target == "cpu" and plan is execute.plan_for(lumi.trace(nn.softmax, x))  # same hash, same plan
+    execute.execute(g, [x * 2])
+    assert execute.plan_for(g) is plan
+
+
+@pytest.mark.slow
+def test_worker_actor_runs_the_compiled_plan(ray_cluster):
+    from lumi.runtime.worker import Worker
+
+    w = Worker.remote()
+    try:
+        assert ray_cluster.get(w.info.remote())["target"] == "cpu"
+        x = np.linspace(-2, 2, 24, dtype=np.float32).reshape(4, 6)
+        g = lumi.trace(lambda x: nn.gelu(x) + x.sum(0), x)
+        reading, out = ray_cluster.get(list(w.run_job.remote("graph", g, x)))
+        assert reading["target"] == "cpu" and reading["error"] is None
+        np.testing.assert_allclose(out[0], g.run(x, backend="numpy"), rtol=1e-5)
+    finally:
+        ray_cluster.kill(w)
