@@ -7,7 +7,7 @@ import shlex
 from collections.abc import Callable
 
 from IPython.core.error import UsageError
-from lumi.runtime import cluster, pool
+from lumi.runtime import cluster, jobs
 
 _COMMANDS: dict[str, tuple[Callable, str, Callable | None]] = {}
 
@@ -58,7 +58,7 @@ def status(args, shell):
 @command("connect", "join a Ray cluster (ray://host:10001, auto) or start the embedded one",
          lambda p: p.add_argument("address", nargs="?", default=None))
 def connect(args, shell):
-    pool.reset()
+    jobs.reset()
     info = cluster.connect(args.address)
     print(f"Lumi connected to {info['address']}: {info['nodes']} node(s), {info['gpus']:g} GPU slots")
     return None

@@ -1,24 +1,59 @@
-"""A one-line progress display for waiting cells, printed only once a wait passes two seconds."""
+"""What a waiting cell shows, as fields, and the one-line text display used without a widget frontend."""
 
 from __future__ import annotations
 
 import sys
+import time
 
-SHOW_AFTER_S = 2.0
+SHOW_AFTER_S = 1.0
+
+
+def fields(info: dict | None, elapsed: float, note: str | None = None) -> dict[str, str]:
+    """State, queue position, elapsed time, device and utilization, and cost so far, as display text.
+
+    ``info`` is ``Job.progress()``: the job record, its worker (or None) and the price per second.
+    """
+    if info is None:
+        return {"state": note or "submitting", "position": "", "elapsed": f"{elapsed:.1f} s",
+                "device": "", "cost": "$0"}
+    job, worker = info["job"], info["worker"]
+    position = ""
+    if job["state"] == "queued" and job["position"]:
+        position = f"#{job['position']} in queue, #{job['tier_position']} in {job['tier']}"
+    device = ""
+    if worker:
+        label = "CPU fallback" if worker["fallback"] else worker["device"]
+        source = "busy" if worker["utilization_source"] != "nvml" else "util"
+        device = f"{label}, {worker['utilization']:.0%} {source}"
+    elif job["device"]:
+        device = "CPU fallback" if job["device"] == "CPU" else job["device"]
+    if job["state"] in ("done", "failed", "cancelled") or job["started_at"] is None:
+        cost = job["cost"]
+    else:
+        cost = max(0.0, time.time() - job["started_at"]) * info["price"]
+    state = note or job["state"] + (f" ({job['error']})" if job["error"] else "")
+    return {"state": state, "position": position, "elapsed": f"{elapsed:.1f} s", "device": device,
+            "cost": f"${cost:.6f}"}
 
 
 class Progress:
+    """One compact line, rewritten in place; shown once a wait passes ``SHOW_AFTER_S`` seconds."""
+
     def __init__(self, stream=None):
         self.stream = stream or sys.stdout
         self.shown = False
+        self.width = 0
 
-    def update(self, state: str, elapsed: float = 0.0) -> None:
+    def show(self, info: dict | None, elapsed: float, note: str | None = None, final: bool = False) -> None:
         if elapsed < SHOW_AFTER_S and not self.shown:
             return
         self.shown = True
-        self.stream.write(f"\r[lumi] {state:<9} {elapsed:6.1f}s")
+        line = "[lumi] " + " | ".join(v for v in fields(info, elapsed, note).values() if v)
+        self.stream.write("\r" + line.ljust(self.width))
+        self.width = len(line)
         self.stream.flush()
 
     def close(self) -> None:
         if self.shown:
             self.stream.write("\n")
+            self.stream.flush()

@@ -6,75 +6,100 @@ import time
 
 import ray
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-
-from lumi.errors import LumiError
-from lumi.runtime import pool
+from lumi.errors import Busy, LumiError
+from lumi.runtime import jobs
 
 from .capture import analyze, results_to_namespace, trace_cell
-from .progress import Progress
+from .widgets import job_view
 
 
-def _get(ref, timeout: float | None, progress: Progress):
-    """Wait for ``ref`` while showing progress; Ctrl-C cancels the remote task."""
+def _submit(spec: dict, wait: bool, view, outputs: int | None) -> jobs.Job:
+    """Submit; under back pressure either raise (``--no-wait``) or count down and retry politely."""
+    start = time.monotonic()
+    while True:
+        try:
+            return jobs.submit_spec(spec, outputs=outputs)
+        except Busy as e:
+            if not wait:
+                raise Busy(f"{e} (the cell was not submitted; run it again, or drop --no-wait to wait)",
+                           retry_after=e.retry_after) from None
+            deadline = time.monotonic() + e.retry_after
+            while (left := deadline - time.monotonic()) > 0:
+                view.show(None, time.monotonic() - start, note=f"cluster busy, retrying in {left:.0f} s")
+                time.sleep(min(0.25, left))
+
+
+def _follow(job: jobs.Job, timeout: float | None, view):
+    """Wait for the job while updating the view at least twice a second; Ctrl-C cancels it on the cluster."""
     start = time.monotonic()
     try:
         while True:
-            ready, _ = ray.wait([ref], timeout=0.25)
+            ready, _ = ray.wait([job.waiter()], timeout=0.25)
+            elapsed = time.monotonic() - start
             if ready:
                 break
-            elapsed = time.monotonic() - start
-            progress.update(state="running", elapsed=elapsed)
+            view.show(job.progress(), elapsed)
             if timeout is not None and elapsed > timeout:
-                ray.cancel(ref)
+                job.cancel()
                 raise LumiError(f"the cell did not finish within --timeout {timeout:g} s and was cancelled")
+        try:
+            return job.outputs()
+        finally:
+            view.show(job.progress(), time.monotonic() - start, final=True)
     except KeyboardInterrupt:
-        ray.cancel(ref)
-        progress.update(state="cancelled")
+        job.cancel()
+        view.show(job.progress(), time.monotonic() - start, final=True)
         raise
-    try:
-        result = ray.get(ref)
-    except ray.exceptions.RayTaskError as e:
-        if isinstance(e.cause, LumiError):
-            raise e.cause from None
-        raise LumiError(f"the worker failed: {e.cause!r}") from None
-    except ray.exceptions.RayActorError as e:
-        raise LumiError(f"the worker running this cell died ({e}); run the cell again") from None
-    progress.update(state="done", elapsed=time.monotonic() - start)
-    return result
 
 
 @magic_arguments()
 @argument("--python", action="store_true",
           help="run the cell as ordinary Python on a worker (cloudpickle), for code the tracer cannot capture")
-@argument("--timeout", type=float, default=None, help="cancel the cell after this many seconds")
+@argument("--tier", default="api", help="scheduling tier (enterprise, api, unlimited, light, free); default api")
+@argument("--tenant", default="local", help="who is billed; default local")
+@argument("--gpu", default=None, metavar="TYPE[:N]", help="GPU type to run on, e.g. H100 or H100:1")
+@argument("--timeout", type=float, default=None, help="cancel the job after this many seconds")
+@argument("--wait", dest="wait", action="store_true", default=True,
+          help="when the cluster is busy, retry politely with a countdown (default)")
+@argument("--no-wait", dest="wait", action="store_false", help="when the cluster is busy, raise lumi.Busy")
 def remote(line: str, cell: str, shell=None):
     """Run this cell's computation on a Lumi worker (a GPU actor on Ray) and bring its variables back.
 
     NumPy arrays the cell reads become inputs of a traced graph; the names it assigns come
     back as NumPy arrays. With --python the cell runs unmodified as Python on the worker.
+    While it waits and runs, the cell shows its queue position, device utilization and cost.
+    Ctrl-C cancels the job on the cluster.
 
     Example::
 
-        %%remote
+        %%remote --tier enterprise --gpu H100
         y = np.tanh(x @ w + b).sum(axis=1)
     """
     args = parse_argstring(remote, line)
     ns = shell.user_ns
-    progress = Progress()
+    options = dict(tier=args.tier, tenant=args.tenant, gpu=args.gpu)
     if args.python:
         info = analyze(cell, ns)
-        inputs = {name: ns[name] for name in info.inputs}
-        ref = pool.pick().run_python.remote(cell, inputs, info.outputs + info.definitions)
-        values = _get(ref, args.timeout, progress)
+        spec = jobs.python_spec(cell, {name: ns[name] for name in info.inputs}, info.outputs + info.definitions,
+                                label="%%remote --python", **options)
+        values = _run(spec, args, shell, outputs=None)
     else:
         traced = trace_cell(cell, ns)
         info = traced.info
         results = []
         if traced.graph is not None:
-            ref = pool.pick().run_graph.remote(traced.graph, *traced.arrays)
-            results = _get(ref, args.timeout, progress)
+            spec = jobs.graph_spec(traced.graph, traced.arrays, label="%%remote", **options)
+            results = _run(spec, args, shell, outputs=len(traced.graph.outputs))
         values = results_to_namespace(traced, results)
         if info.definition_source:
             shell.run_cell(info.definition_source, store_history=False, silent=True)
     ns.update(values)
-    progress.close()
+
+
+def _run(spec: dict, args, shell, outputs: int | None):
+    view = job_view(shell)
+    try:
+        job = _submit(spec, args.wait, view, outputs)
+        return _follow(job, args.timeout, view)
+    finally:
+        view.close()

@@ -2,7 +2,8 @@
 
 Read from ``$LUMI_CONFIG`` or ``~/.lumi/config.toml`` when present, then from environment
 variables (``LUMI_TIER_<NAME>_WEIGHT``, ``LUMI_TIER_<NAME>_CAP``, ``LUMI_QUEUE_CAP``,
-``LUMI_PRICE_<DEVICE>``, ``LUMI_HOME``). Defaults are documented in docs/architecture.md.
+``LUMI_DISPATCH_LIMIT``, ``LUMI_PRICE_<DEVICE>``, ``LUMI_WORKERS``, ``LUMI_WORKER_GPUS``, ``LUMI_HOME``).
+Defaults are documented in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class Config:
     tiers: dict[str, Tier] = field(default_factory=dict)
     queue_cap: int = 512
     dispatch_limit: int = 2
+    workers: int = 0  # worker actors the dispatcher keeps; 0: one per GPU (two on the CPU fallback)
+    worker_gpus: float = 1.0  # GPUs each worker actor reserves (fractions share a GPU)
     prices: dict[str, float] = field(default_factory=dict)
     home: Path = Path.home() / ".lumi"
 
@@ -95,6 +98,8 @@ def load_config(env: dict | None = None) -> Config:
         tiers=tiers,
         queue_cap=int(env.get("LUMI_QUEUE_CAP", queue.get("cap", 512))),
         dispatch_limit=int(env.get("LUMI_DISPATCH_LIMIT", queue.get("dispatch_limit", 2))),
+        workers=int(env.get("LUMI_WORKERS", queue.get("workers", 0))),
+        worker_gpus=float(env.get("LUMI_WORKER_GPUS", queue.get("worker_gpus", 1.0))),
         prices=prices,
         home=home,
     )

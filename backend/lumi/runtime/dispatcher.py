@@ -1,0 +1,451 @@
+"""The dispatcher: one named, detached Ray actor per cluster that queues, schedules and meters work.
+
+Jobs wait in one queue per tier. Deficit round robin picks among backlogged tiers: each visit
+credits a tier ``quantum x weight`` estimated GPU-seconds and it sends jobs while its credit
+covers their estimate; the estimate of a graph comes from its FLOP and byte counts until runtimes
+of the same graph hash have been measured. Workers hold at most ``dispatch_limit`` jobs each.
+Past a tier's or the global queue cap a submit is refused with ``lumi.Busy``. A job whose worker
+dies goes back to the head of its tier (bounded attempts, then failed with the reason). Cost is
+measured execution seconds times the device's price; queued time is free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+
+import ray
+
+from ..errors import Busy, LumiError
+from . import metering
+from .cluster import NAMESPACE, ensure_connected
+from .config import load_config
+from .pool import Pool, Slot
+
+NAME = "lumi-dispatcher"
+MAX_ATTEMPTS = 3
+KEEP_FINISHED = 2000
+STATS_PERIOD_S = 0.5
+TOKEN_TTL_S = 600.0
+CANCEL_GRACE_S = 2.0
+RETRY_AFTER_BOUNDS = (0.5, 30.0)
+FINAL = ("done", "failed", "cancelled")
+
+
+@dataclass(eq=False)
+class _Job:
+    id: str
+    tenant: str
+    tier: str
+    kind: str  # graph | python
+    program: object  # ObjectRef or value: a Graph, or (source, output names)
+    args: list  # ObjectRefs or values
+    key: str  # what measured runtimes are remembered by: the graph hash or the source's hash
+    work: dict  # {"flops", "bytes", "ops"} for graphs
+    estimate: float  # GPU-seconds charged by the scheduler
+    gpu: str | None
+    label: str
+    submitted_at: float
+    state: str = "queued"
+    started_at: float | None = None
+    finished_at: float | None = None
+    gpu_seconds: float = 0.0
+    cost: float = 0.0
+    device: str | None = None
+    worker: str | None = None
+    error: str | None = None
+    attempts: int = 0
+    refs: tuple | None = None  # (reading, result) of the running attempt
+    result: object = None  # the result ObjectRef until a waiter takes it
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def public(self, position: int | None = None, tier_position: int | None = None) -> dict:
+        return {"id": self.id, "tenant": self.tenant, "tier": self.tier, "state": self.state,
+                "position": position, "tier_position": tier_position, "submitted_at": self.submitted_at,
+                "started_at": self.started_at, "finished_at": self.finished_at, "gpu_seconds": self.gpu_seconds,
+                "cost": self.cost, "device": self.device, "worker": self.worker, "error": self.error,
+                "attempts": self.attempts, "label": self.label, "estimate": self.estimate}
+
+
+class DeficitRoundRobin:
+    """Deficit round robin over tiers; the unit is estimated GPU-seconds.
+
+    ``quantum`` tracks the largest job estimate seen, so one visit always affords a head job and a
+    backlogged tier never waits more than one round.
+    """
+
+    def __init__(self, weights: dict[str, float]):
+        self.weights = dict(weights)
+        self.order = list(weights)
+        self.unit = min(weights.values())
+        self.deficit = dict.fromkeys(self.order, 0.0)
+        self.cursor = 0
+        self.credited = False  # whether the tier under the cursor got its quantum on this visit
+        self.quantum = 0.0
+
+    def credit(self, tier: str) -> float:
+        return self.quantum * self.weights[tier] / self.unit
+
+    def pick(self, queues: dict[str, deque], eligible=lambda job: True) -> _Job | None:
+        """Take the next job to dispatch out of ``queues`` (None when no tier has an eligible head)."""
+        heads = [q[0] for q in queues.values() if q and eligible(q[0])]
+        if not heads:
+            return None
+        self.quantum = max(self.quantum, *(j.estimate for j in heads))
+        for _ in range(3 * len(self.order)):
+            tier = self.order[self.cursor]
+            queue = queues[tier]
+            if not queue:
+                self.deficit[tier] = 0.0
+            else:
+                if not self.credited:
+                    self.deficit[tier] = min(self.deficit[tier] + self.credit(tier), 2 * self.credit(tier))
+                    self.credited = True
+                head = queue[0]
+                if eligible(head) and head.estimate <= self.deficit[tier]:
+                    self.deficit[tier] -= head.estimate
+                    queue.popleft()
+                    if not queue:
+                        self.deficit[tier] = 0.0
+                    return head
+            self.cursor = (self.cursor + 1) % len(self.order)
+            self.credited = False
+        return None
+
+    def correct(self, tier: str, overrun: float, backlogged: bool) -> None:
+        """Charge a backlogged tier what its job ran over (or refund what it ran under) its estimate.
+
+        The debt stays small enough that the next visit still affords any job, so a tier whose
+        estimates run low still never waits more than one round.
+        """
+        if backlogged:
+            credit = self.credit(tier)
+            self.deficit[tier] = min(max(self.deficit[tier] - overrun, self.quantum - credit), 2 * credit)
+
+    def copy(self) -> DeficitRoundRobin:
+        other = DeficitRoundRobin(self.weights)
+        other.deficit, other.cursor, other.credited, other.quantum = (dict(self.deficit), self.cursor,
+                                                                      self.credited, self.quantum)
+        return other
+
+
+@ray.remote(num_cpus=0, max_restarts=0)
+class Dispatcher:
+    """See the module docstring; every public method returns JSON-serialisable data."""
+
+    def __init__(self, env: dict | None = None, workers: int | None = None):
+        self.config = load_config({**os.environ, **(env or {})})
+        self.tiers = self.config.tiers
+        self.queues: dict[str, deque[_Job]] = {t: deque() for t in self.tiers}
+        self.drr = DeficitRoundRobin({t: tier.weight for t, tier in self.tiers.items()})
+        target = workers if workers is not None else (self.config.workers or None)
+        self.pool = Pool(self.config.dispatch_limit, self.config.worker_gpus, target)
+        self.jobs: dict[str, _Job] = {}
+        self.measured: dict[str, float] = {}
+        self.tokens: dict[str, tuple[str, str, float]] = {}
+        self.ledger = metering.Ledger()
+        self.counts = dict.fromkeys(("accepted", "refused", "done", "failed", "cancelled", "requeued"), 0)
+        self.peak = {"total": 0, **dict.fromkeys(self.tiers, 0)}
+        self._order: list[str] | None = None
+        self._last_start = 0.0
+        self._started = False
+
+    # -- admission ----------------------------------------------------------------------------
+    def _occupancy(self) -> tuple[dict[str, int], int]:
+        now = time.time()
+        for token in [t for t, (_, _, at) in self.tokens.items() if now - at > TOKEN_TTL_S]:
+            del self.tokens[token]
+        depth = {t: len(q) for t, q in self.queues.items()}
+        for _, tier, _ in self.tokens.values():
+            depth[tier] += 1
+        return depth, sum(depth.values())
+
+    def _admit(self, tier: str) -> None:
+        """Refuse with Busy when ``tier`` or the whole queue is at its cap."""
+        if tier not in self.tiers:
+            raise LumiError(f"unknown tier {tier!r}; tiers are {', '.join(self.tiers)}")
+        depth, total = self._occupancy()
+        if depth[tier] < self.tiers[tier].cap and total < self.config.queue_cap:
+            return
+        self.counts["refused"] += 1
+        what = (f"tier {tier!r} has {depth[tier]} queued (cap {self.tiers[tier].cap})" if depth[tier] >=
+                self.tiers[tier].cap else f"the queue holds {total} jobs (cap {self.config.queue_cap})")
+        backlog = sum(j.estimate for j in self.queues[tier]) / max(1, len(self.pool.ready()))
+        retry_after = min(max(backlog, RETRY_AFTER_BOUNDS[0]), RETRY_AFTER_BOUNDS[1])
+        raise Busy(f"Lumi is busy: {what}; retry in {retry_after:.1f} s", retry_after=retry_after)
+
+    def _note_peak(self) -> None:
+        depth, total = self._occupancy()
+        self.peak["total"] = max(self.peak["total"], total)
+        for tier, n in depth.items():
+            self.peak[tier] = max(self.peak[tier], n)
+
+    async def submit(self, spec: dict) -> dict:
+        """Queue a job; raise Busy past the caps. ``spec``: kind, program, args, tenant, tier, gpu,
+        label, key, work, and optionally estimate (seconds) to override the model."""
+        self._ensure_started()
+        tier = spec.get("tier") or "api"
+        self._admit(tier)
+        kind = spec.get("kind", "graph")
+        if kind not in ("graph", "python"):
+            raise LumiError(f"unknown job kind {kind!r}; use 'graph' or 'python'")
+        job = _Job(id=uuid.uuid4().hex[:12], tenant=spec.get("tenant") or "local", tier=tier, kind=kind,
+                   program=spec["program"], args=list(spec.get("args", [])), key=spec.get("key", ""),
+                   work=dict(spec.get("work") or {}), estimate=0.0, gpu=spec.get("gpu"),
+                   label=spec.get("label") or kind, submitted_at=time.time())
+        job.estimate = float(spec.get("estimate") or self._estimate(job))
+        self.jobs[job.id] = job
+        self.queues[tier].append(job)
+        self.counts["accepted"] += 1
+        self._note_peak()
+        self._changed()
+        self._dispatch()
+        return self._public(job)
+
+    def _estimate(self, job: _Job) -> float:
+        if job.key in self.measured:
+            return self.measured[job.key]
+        device = "CPU" if self.pool.fallback() else "GPU"
+        w = job.work
+        return metering.estimate_seconds(w.get("flops", 0), w.get("bytes", 0), w.get("ops", 1), device)
+
+    async def acquire(self, tenant: str = "local", tier: str = "api") -> str:
+        """Hold a place against the tier's and the global cap (serving admission); raise Busy when full."""
+        self._admit(tier)
+        token = uuid.uuid4().hex
+        self.tokens[token] = (tenant, tier, time.time())
+        self._note_peak()
+        self._changed()
+        return token
+
+    async def release(self, token: str, seconds: float, device: str, endpoint: str | None = None) -> dict:
+        """Give the place back and meter ``seconds`` of execution on ``device``."""
+        held = self.tokens.pop(token, None)
+        if held is None:
+            raise LumiError("unknown or expired admission token; acquire() a new one for each request")
+        tenant, tier, _ = held
+        record = self.ledger.add(tenant, tier, device, seconds, self.config.price(device), endpoint=endpoint)
+        self._changed()
+        return {"cost": record.cost}
+
+    # -- scheduling ---------------------------------------------------------------------------
+    def _ensure_started(self) -> None:
+        if not self._started:
+            self._started = True
+            asyncio.get_running_loop().create_task(self._grow())
+            asyncio.get_running_loop().create_task(self._refresh_forever())
+
+    async def _grow(self) -> None:
+        while len(self.pool.live()) < self.pool.wanted():
+            if not await self.pool.grow():
+                await asyncio.sleep(1.0)
+            self._dispatch()
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(STATS_PERIOD_S)
+            await self.pool.refresh()
+
+    def _eligible(self, job: _Job, slot: Slot) -> bool:
+        return job.gpu is None or slot.fallback or job.gpu.upper() in slot.device.upper()
+
+    def _dispatch(self) -> None:
+        progressed = True
+        while progressed:
+            progressed = False
+            for slot in self.pool.free():
+                job = self.drr.pick(self.queues, lambda j, s=slot: self._eligible(j, s))
+                if job is not None:
+                    self._start(job, slot)
+                    progressed = True
+
+    def _start(self, job: _Job, slot: Slot) -> None:
+        self._last_start = max(time.time(), self._last_start + 1e-6)  # distinct, ordered timestamps
+        job.state, job.started_at, job.worker, job.device = "running", self._last_start, slot.id, slot.device
+        job.attempts += 1
+        self.pool.occupy(slot, job.id)
+        job.refs = tuple(slot.handle.run_job.remote(job.kind, job.program, *job.args))
+        self._changed()
+        asyncio.get_running_loop().create_task(self._watch(job, slot, job.refs))
+
+    async def _watch(self, job: _Job, slot: Slot, refs: tuple) -> None:
+        try:
+            reading = await refs[0]
+        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as e:
+            self._worker_lost(job, slot, e)
+            return
+        except Exception as e:  # cancelled before it started, or a failure outside the job itself
+            reading = {"seconds": 0.0, "device": slot.device, "error": f"{type(e).__name__}: {e}"}
+        finally:
+            self.pool.vacate(slot, job.id)
+        self._finish(job, reading, refs[1])
+        self._dispatch()
+
+    def _finish(self, job: _Job, reading: dict, result_ref) -> None:
+        seconds = reading["seconds"]
+        job.gpu_seconds = seconds
+        record = self.ledger.add(job.tenant, job.tier, job.device, seconds, self.config.price(job.device),
+                                 job_id=job.id)
+        job.cost = record.cost
+        if seconds > 0 and job.key:
+            self.measured[job.key] = metering.refine(self.measured.get(job.key), seconds)
+        self.drr.correct(job.tier, seconds - job.estimate, bool(self.queues[job.tier]))
+        job.program, job.args, job.refs = None, [], None
+        if job.state != "cancelled":
+            job.state = "failed" if reading.get("error") else "done"
+            job.error = reading.get("error")
+            job.result = result_ref
+            job.finished_at = time.time()
+            self.counts[job.state] += 1
+            job.finished.set()
+        self._changed()
+        self._prune()
+
+    def _worker_lost(self, job: _Job, slot: Slot, error: Exception) -> None:
+        retiring = slot.retiring
+        self.pool.mark_dead(slot)
+        asyncio.get_running_loop().create_task(self._grow())
+        if job.state == "cancelled":
+            return
+        if retiring:
+            job.attempts -= 1
+        job.refs = None
+        if job.attempts >= MAX_ATTEMPTS:
+            self._fail(job, f"its worker died {job.attempts} times (last: {type(error).__name__}); "
+                            "the job may crash workers: check its memory use and run it again")
+            return
+        job.state, job.started_at, job.worker, job.device = "queued", None, None, None
+        self.queues[job.tier].appendleft(job)
+        self.counts["requeued"] += 1
+        self._changed()
+        self._dispatch()
+
+    def _fail(self, job: _Job, reason: str) -> None:
+        job.state, job.error, job.finished_at = "failed", reason, time.time()
+        job.program, job.args = None, []
+        self.counts["failed"] += 1
+        job.finished.set()
+        self._changed()
+
+    async def cancel(self, job_id: str) -> dict:
+        """Cancel a queued or running job (a running one's worker is replaced if it does not stop)."""
+        job = self._job(job_id)
+        if job.state in FINAL:
+            return self._public(job)
+        if job.state == "queued":
+            self.queues[job.tier].remove(job)
+        else:
+            ray.cancel(job.refs[0])
+            asyncio.get_running_loop().create_task(self._stop(job, job.worker))
+        job.state, job.finished_at = "cancelled", time.time()
+        self.counts["cancelled"] += 1
+        job.finished.set()
+        self._changed()
+        return self._public(job)
+
+    async def _stop(self, job: _Job, worker: str) -> None:
+        await asyncio.sleep(CANCEL_GRACE_S)
+        slot = self.pool.slots.get(worker)
+        if slot is not None and job.id in slot.running:
+            self.pool.kill(slot)
+
+    async def resize(self, workers: int) -> dict:
+        """Keep ``workers`` worker actors (extra idle ones are stopped first)."""
+        self._ensure_started()
+        self.pool.target = workers
+        live = sorted(self.pool.live(), key=lambda s: len(s.running))
+        for slot in live[workers:]:
+            self.pool.kill(slot)
+            if not slot.running:
+                self.pool.mark_dead(slot)
+        await self._grow()
+        return await self.cluster()
+
+    # -- views --------------------------------------------------------------------------------
+    def _changed(self) -> None:
+        self._order = None
+
+    def _positions(self) -> dict[str, int]:
+        """1-based places in the order DRR would dispatch the current queues."""
+        if self._order is None:
+            drr, queues = self.drr.copy(), {t: deque(q) for t, q in self.queues.items()}
+            order = []
+            while (job := drr.pick(queues)) is not None:
+                order.append(job.id)
+            self._order = order
+        return {job_id: i + 1 for i, job_id in enumerate(self._order)}
+
+    def _public(self, job: _Job) -> dict:
+        if job.state != "queued":
+            return job.public()
+        return job.public(self._positions().get(job.id), self.queues[job.tier].index(job) + 1)
+
+    def _job(self, job_id: str) -> _Job:
+        try:
+            return self.jobs[job_id]
+        except KeyError:
+            raise LumiError(f"no job {job_id!r} (finished jobs are kept for the last {KEEP_FINISHED})") from None
+
+    def _prune(self) -> None:
+        finished = [j for j in self.jobs.values() if j.state in FINAL]
+        for job in finished[: max(0, len(finished) - KEEP_FINISHED)]:
+            del self.jobs[job.id]
+
+    async def status(self, job_id: str) -> dict:
+        return self._public(self._job(job_id))
+
+    async def progress(self, job_id: str) -> dict:
+        """A job and the worker running it (device, utilization), for live displays."""
+        job = self._job(job_id)
+        slot = self.pool.slots.get(job.worker) if job.worker else None
+        return {"job": self._public(job), "worker": slot.snapshot() if slot else None,
+                "price": self.config.price(job.device or ("CPU" if self.pool.fallback() else "GPU"))}
+
+    async def wait(self, job_id: str) -> dict:
+        """Wait until the job finishes; hand its result's ObjectRef over once (in a list)."""
+        job = self._job(job_id)
+        await job.finished.wait()
+        result, job.result = job.result, None
+        return {"job": self._public(job), "result": None if result is None else [result]}
+
+    async def jobs(self, limit: int = 200) -> list[dict]:
+        return [self._public(j) for j in list(self.jobs.values())[::-1][:limit]]
+
+    async def cluster(self) -> dict:
+        self._ensure_started()
+        depth = {t: len(q) for t, q in self.queues.items()}
+        return {"workers": self.pool.snapshot(), "queue": depth, "queue_cap": self.config.queue_cap,
+                "tiers": {t: {"weight": x.weight, "cap": x.cap} for t, x in self.tiers.items()},
+                "fallback": self.pool.fallback(), "dispatch_limit": self.config.dispatch_limit,
+                "tokens": len(self.tokens)}
+
+    async def costs(self) -> dict:
+        return self.ledger.snapshot()
+
+    async def counters(self) -> dict:
+        """Admission and outcome counts, and the deepest the queues have been (queued jobs plus held tokens)."""
+        depth, total = self._occupancy()
+        return {**self.counts, "peak": dict(self.peak), "depth": {"total": total, **depth},
+                "caps": {"total": self.config.queue_cap, **{t: x.cap for t, x in self.tiers.items()}}}
+
+
+def start_dispatcher(name: str, env: dict | None = None, workers: int | None = None, detached: bool = False):
+    """Start a dispatcher actor under ``name`` (or return the one that already runs under it)."""
+    ensure_connected()
+    options = dict(name=name, namespace=NAMESPACE, get_if_exists=True)
+    if detached:
+        options["lifetime"] = "detached"
+    return Dispatcher.options(**options).remote(env=env, workers=workers)
+
+
+def get_dispatcher():
+    """The cluster's dispatcher ("lumi-dispatcher" in namespace "lumi"), started on first use.
+
+    The creator's ``LUMI_*`` environment variables configure it; racing creators get the same actor.
+    """
+    env = {k: v for k, v in os.environ.items() if k.startswith("LUMI_")}
+    return start_dispatcher(NAME, env=env, detached=True)

@@ -1,0 +1,103 @@
+"""Dispatcher overhead: jobs/s through the dispatcher and the p50 round trip of a trivial ``%%remote`` cell,
+each beside a bare ``ray.get(actor.method.remote())`` round trip measured in the same run.
+
+    python benchmarks/dispatcher.py [--jobs 400] [--cells 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+
+import lumi
+import numpy as np
+import ray
+from lumi.runtime import cluster
+from lumi.runtime.dispatcher import get_dispatcher
+from lumi.runtime.worker import Worker
+
+
+def machine() -> str:
+    model = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, ray {ray.__version__}"
+
+
+def p50_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1e3
+
+
+def bare_round_trip(n: int) -> list[float]:
+    actor = Worker.options(num_gpus=0.01).remote()
+    ray.get(actor.info.remote())
+    samples = []
+    for _ in range(n):
+        start = time.perf_counter()
+        ray.get(actor.info.remote())
+        samples.append(time.perf_counter() - start)
+    ray.kill(actor)
+    return samples
+
+
+def dispatcher_throughput(n: int) -> tuple[float, list[float]]:
+    x = np.ones(4, np.float32)
+    graph = lumi.trace(lambda x: x + 1, x)
+    lumi.submit(graph, x).result(timeout=120)  # workers up, graph and input uploaded once
+    start = time.perf_counter()
+    jobs = [lumi.submit(graph, x) for _ in range(n)]
+    for job in jobs:
+        job.result(timeout=120)
+    throughput = n / (time.perf_counter() - start)
+    serial = []
+    for _ in range(min(n, 100)):
+        t = time.perf_counter()
+        lumi.submit(graph, x).result(timeout=120)
+        serial.append(time.perf_counter() - t)
+    return throughput, serial
+
+
+def remote_cells(n: int) -> list[float]:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "lumi_magics")
+    shell.run_cell("import numpy as np\nx = np.ones(4, np.float32)")
+    samples = []
+    for _ in range(n + 1):
+        start = time.perf_counter()
+        result = shell.run_cell("%%remote\ny = x + 1")
+        assert result.success, result.error_in_exec
+        samples.append(time.perf_counter() - start)
+    return samples[1:]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=400)
+    parser.add_argument("--cells", type=int, default=40)
+    args = parser.parse_args()
+    cluster.connect()
+    ray.get(get_dispatcher().cluster.remote())
+    print(f"machine: {machine()}")
+    print("GPU figures still to be measured (no GPU here: workers run the CPU fallback)")
+    bare = bare_round_trip(300)
+    throughput, serial = dispatcher_throughput(args.jobs)
+    cells = remote_cells(args.cells)
+    bare_ms = p50_ms(bare)
+    print(f"bare ray.get(actor.method.remote()) p50: {bare_ms:.2f} ms ({1e3 / bare_ms:.0f} calls/s one at a time)")
+    print(f"dispatcher throughput, {args.jobs} trivial graphs submitted then awaited: {throughput:.0f} jobs/s "
+          f"(x{throughput * bare_ms / 1e3:.2f} the bare call rate)")
+    serial_ms = p50_ms(serial)
+    print(f"lumi.submit(...).result() p50, one at a time: {serial_ms:.2f} ms (x{serial_ms / bare_ms:.1f} bare)")
+    print(f"trivial %%remote cell p50: {p50_ms(cells):.2f} ms (x{p50_ms(cells) / bare_ms:.1f} bare)")
+
+
+if __name__ == "__main__":
+    main()
