@@ -9,6 +9,8 @@ from collections.abc import Callable
 from IPython.core.error import UsageError
 from lumi.runtime import cluster, jobs
 
+from .backend import start_backend
+
 _COMMANDS: dict[str, tuple[Callable, str, Callable | None]] = {}
 
 
@@ -47,7 +49,7 @@ def lumi(line: str, shell=None):
 
 @command("status", "where Lumi is connected and what the cluster holds")
 def status(args, shell):
-    cluster.ensure_connected()
+    start_backend()
     info = cluster.info()
     fallback = "" if info["cuda_here"] else " (no CUDA device here: running on the CPU fallback)"
     print(f"Lumi connected to {info['address']}: {info['nodes']} node(s), {info['cpus']:g} CPUs, "

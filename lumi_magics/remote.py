@@ -9,6 +9,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from lumi.errors import Busy, LumiError
 from lumi.runtime import jobs
 
+from .backend import start_backend
 from .capture import analyze, results_to_namespace, trace_cell
 from .widgets import job_view
 
@@ -76,6 +77,7 @@ def remote(line: str, cell: str, shell=None):
         y = np.tanh(x @ w + b).sum(axis=1)
     """
     args = parse_argstring(remote, line)
+    start_backend()
     ns = shell.user_ns
     options = dict(tier=args.tier, tenant=args.tenant, gpu=args.gpu)
     if args.python:

@@ -18,6 +18,7 @@ from ..errors import Busy, LumiError
 from ..graph import shapes as S
 from ..graph.ir import Graph, array_digest
 from ..graph.ops import OPS
+from .cluster import ensure_connected
 from .dispatcher import FINAL, get_dispatcher
 
 CACHE_BYTES = 1 << 30
@@ -37,6 +38,7 @@ def reset() -> None:
 
 def _put(key: str, value, nbytes: int) -> ray.ObjectRef:
     """The ObjectRef of ``value`` under its content hash, putting it only the first time."""
+    ensure_connected()  # before any ray call: Ray would otherwise start a bare local cluster of its own
     with _cache_lock:
         if key in _cache:
             _cache.move_to_end(key)
@@ -93,6 +95,7 @@ def graph_spec(graph: Graph, arrays: Sequence, **options) -> dict:
 def python_spec(source: str, inputs: dict, outputs: list[str], **options) -> dict:
     """A dispatcher job spec running ``source`` as Python on a worker (``%%remote --python``)."""
     key = hashlib.sha256(source.encode()).hexdigest()
+    ensure_connected()
     return _spec("python", ray.put((source, list(outputs))), [ray.put(inputs)], key=key, work={}, **options)
 
 
