@@ -5,6 +5,7 @@ it as a versioned HTTP endpoint.
 """
 
 from . import nn
+from .compiler import Plan, compile
 from .errors import (
     Busy,
     ExecutionError,
@@ -18,21 +19,37 @@ from .graph.fileformat import load
 from .graph.ir import Graph
 from .graph.tensor import Tensor
 from .graph.trace import spec, trace
+from .serving.endpoint import Endpoint
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # The cluster API loads Ray, so it is imported on first use rather than with ``import lumi``.
+    if name in ("submit", "Job"):
+        from .runtime import jobs
+
+        return getattr(jobs, name)
+    raise AttributeError(f"module 'lumi' has no attribute {name!r}")
+
+
 __all__ = [
     "Busy",
+    "Endpoint",
     "ExecutionError",
     "FormatError",
     "Graph",
+    "Job",
     "LumiError",
+    "Plan",
     "ShapeError",
     "Tensor",
     "TraceError",
     "UnsupportedOperation",
+    "compile",
     "load",
     "nn",
     "spec",
+    "submit",
     "trace",
 ]

@@ -1,0 +1,108 @@
+// What the server extension (lumi_magics/server.py) answers under /lumi/api/, and how to ask it.
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+export interface IWorker {
+  id: string;
+  host: string;
+  device: string;
+  fallback: boolean;
+  utilization: number;
+  utilization_source: string;
+  memory_used: number | null;
+  memory_total: number | null;
+  running: number;
+  state: 'idle' | 'busy' | 'dead';
+}
+
+export interface ICluster {
+  workers: IWorker[];
+  queue: Record<string, number>;
+  queue_cap: number;
+  tiers: Record<string, { weight: number; cap: number }>;
+  fallback: boolean;
+}
+
+export type JobState = 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
+
+export interface IJob {
+  id: string;
+  tenant: string;
+  tier: string;
+  state: JobState;
+  position: number | null;
+  tier_position: number | null;
+  submitted_at: number | null;
+  started_at: number | null;
+  finished_at: number | null;
+  gpu_seconds: number;
+  cost: number;
+  device: string | null;
+  worker: string | null;
+  error: string | null;
+  attempts: number;
+  label: string | null;
+}
+
+export interface IDeployment {
+  name: string;
+  tenant: string;
+  url: string;
+  active_version: number;
+  versions: { version: number; sha256: string; created_at: number }[];
+  replicas: number;
+  min_replicas: number;
+  max_replicas: number;
+  requests: number;
+  rps: number;
+  p50_ms: number | null;
+  p99_ms: number | null;
+  cost: number;
+}
+
+export interface ICosts {
+  total: number;
+  by_tenant: Record<string, number>;
+  by_tier: Record<string, number>;
+  by_endpoint: Record<string, number>;
+  /** Cumulative cost over time, [[unix seconds, total so far], ...]. */
+  series: [number, number][];
+}
+
+export interface IConnected {
+  connected: true;
+  gateway: string;
+  /** The server's clock (unix seconds) when it answered. */
+  time: number;
+  cluster?: ICluster;
+  jobs?: IJob[];
+  deployments?: IDeployment[];
+  costs?: ICosts;
+  /** Section -> why the gateway did not give it. */
+  errors: Record<string, string>;
+}
+
+export interface INotConnected {
+  connected: false;
+  hint: string;
+}
+
+export type Snapshot = IConnected | INotConnected;
+
+/** Call the server extension; throws with the server's message on an HTTP error. */
+export async function requestAPI<T>(path: string, init: RequestInit = {}): Promise<T> {
+  const settings = ServerConnection.makeSettings();
+  const url = URLExt.join(settings.baseUrl, 'lumi', 'api', path);
+  const response = await ServerConnection.makeRequest(url, init, settings);
+  const text = await response.text();
+  const data = text ? JSON.parse(text) : {};
+  if (!response.ok) {
+    throw new Error(data.error || data.message || `${response.status} ${response.statusText}`);
+  }
+  return data as T;
+}
+
+/** POST an action (cancel, rollback, scale); resolves to the hint when not connected. */
+export async function postAction(path: string, body: object = {}): Promise<{ connected: boolean; hint?: string }> {
+  return requestAPI(path, { method: 'POST', body: JSON.stringify(body) });
+}

@@ -1,0 +1,315 @@
+// Pure DOM rendering of the panel's sections from a snapshot; no state, no requests.
+import type { ICluster, ICosts, IDeployment, IJob } from './api';
+
+type Child = Node | string | number | null | undefined | false;
+type Attrs = Record<string, string | number | boolean | ((event: Event) => void) | undefined>;
+
+/** A tiny hyperscript: element, attributes (`on*` become listeners), children. */
+export function h(tag: string, attrs: Attrs = {}, ...children: (Child | Child[])[]): HTMLElement {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (typeof value === 'function') {
+      element.addEventListener(name.slice(2).toLowerCase(), value);
+    } else if (value === true) {
+      element.setAttribute(name, '');
+    } else if (value !== false && value !== undefined) {
+      element.setAttribute(name, String(value));
+    }
+  }
+  for (const child of children.flat()) {
+    if (child !== null && child !== undefined && child !== false) {
+      element.append(child instanceof Node ? child : String(child));
+    }
+  }
+  return element;
+}
+
+const SVG = 'http://www.w3.org/2000/svg';
+
+/** An inline SVG sparkline of `values` scaled to [0, max] (default: their maximum); CSS sets its size. */
+export function sparkline(values: number[], title: string, max?: number): SVGSVGElement {
+  const width = 100;
+  const height = 24;
+  const svg = document.createElementNS(SVG, 'svg');
+  svg.setAttribute('class', 'lumi-Sparkline');
+  svg.setAttribute('viewBox', `0 0 ${width} ${height}`);
+  svg.setAttribute('preserveAspectRatio', 'none');
+  svg.setAttribute('role', 'img');
+  svg.setAttribute('aria-label', title);
+  const tip = document.createElementNS(SVG, 'title');
+  tip.textContent = title;
+  svg.append(tip);
+  if (values.length === 0) {
+    return svg;
+  }
+  const top = max ?? Math.max(...values, Number.EPSILON);
+  const points = (values.length === 1 ? [values[0], values[0]] : values).map((v, i, all) => {
+    const x = (i / (all.length - 1)) * width;
+    const y = height - 1 - (Math.min(Math.max(v, 0), top) / top) * (height - 2);
+    return `${x.toFixed(1)},${y.toFixed(1)}`;
+  });
+  const area = document.createElementNS(SVG, 'polygon');
+  area.setAttribute('class', 'lumi-Sparkline-area');
+  area.setAttribute('points', `0,${height} ${points.join(' ')} ${width},${height}`);
+  const line = document.createElementNS(SVG, 'polyline');
+  line.setAttribute('class', 'lumi-Sparkline-line');
+  line.setAttribute('points', points.join(' '));
+  line.setAttribute('vector-effect', 'non-scaling-stroke');
+  svg.append(area, line);
+  return svg;
+}
+
+export function money(usd: number | null | undefined): string {
+  if (usd === null || usd === undefined) {
+    return '—';
+  }
+  if (usd === 0) {
+    return '$0';
+  }
+  return usd >= 1 ? `$${usd.toFixed(2)}` : `$${usd.toPrecision(2)}`;
+}
+
+export function duration(seconds: number | null): string {
+  if (seconds === null || !Number.isFinite(seconds)) {
+    return '—';
+  }
+  const s = Math.max(seconds, 0);
+  if (s < 60) {
+    return `${s.toFixed(s < 10 ? 1 : 0)} s`;
+  }
+  if (s < 3600) {
+    return `${Math.floor(s / 60)} m ${Math.round(s % 60)} s`;
+  }
+  return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} m`;
+}
+
+export function bytes(n: number | null): string {
+  if (n === null) {
+    return '—';
+  }
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(v < 10 && i > 0 ? 1 : 0)} ${units[i]}`;
+}
+
+function ms(value: number | null): string {
+  return value === null || value === undefined ? '—' : `${value.toFixed(value < 10 ? 1 : 0)} ms`;
+}
+
+function section(name: string, title: string, ...body: (Child | Child[])[]): HTMLElement {
+  return h('section', { class: 'lumi-Section', 'data-section': name }, h('h3', { class: 'lumi-Section-title' }, title), ...body);
+}
+
+/** Text with `code` spans rendered as <code>. */
+export function withCode(text: string): (string | HTMLElement)[] {
+  return text.split('`').map((part, i) => (i % 2 ? h('code', {}, part) : part));
+}
+
+export function sectionError(name: string, title: string, message: string): HTMLElement {
+  return section(name, title, h('p', { class: 'lumi-Error' }, message));
+}
+
+/** History of one worker's readings, kept by the panel between refreshes. */
+export interface IHistory {
+  utilization: number[];
+  memory: number[];
+}
+
+export function renderCluster(cluster: ICluster, history: Map<string, IHistory>): HTMLElement {
+  const queued = Object.entries(cluster.queue).filter(([, depth]) => depth > 0);
+  const depth = queued.reduce((sum, [, d]) => sum + d, 0);
+  const summary = h(
+    'p',
+    { class: 'lumi-Summary' },
+    `${cluster.workers.length} worker${cluster.workers.length === 1 ? '' : 's'} · ${depth} queued`,
+    queued.length ? ` (${queued.map(([tier, d]) => `${tier} ${d}`).join(', ')})` : '',
+    ` · cap ${cluster.queue_cap}`
+  );
+  const fallback = cluster.fallback
+    ? h(
+        'p',
+        { class: 'lumi-Fallback', 'data-fallback': true },
+        h('strong', {}, 'CPU fallback'),
+        ': no GPU here, so work runs on the CPU; utilization is each worker\'s busy fraction.'
+      )
+    : null;
+  const workers = cluster.workers.map(w => {
+    const past = history.get(w.id) ?? { utilization: [w.utilization], memory: [] };
+    const memory =
+      w.memory_total !== null && w.memory_used !== null
+        ? h(
+            'div',
+            { class: 'lumi-Metric' },
+            h('span', { class: 'lumi-Metric-label' }, 'memory'),
+            sparkline(past.memory, `memory of ${w.id}`, w.memory_total),
+            h('span', { class: 'lumi-Metric-value' }, `${bytes(w.memory_used)} / ${bytes(w.memory_total)}`)
+          )
+        : h(
+            'div',
+            { class: 'lumi-Metric' },
+            h('span', { class: 'lumi-Metric-label' }, 'memory'),
+            h('span', { class: 'lumi-mod-muted', title: 'device memory is measured with NVML on GPUs' }, w.fallback ? 'n/a on the CPU fallback' : 'not reported')
+          );
+    return h(
+      'div',
+      { class: `lumi-Worker lumi-mod-${w.state}`, 'data-worker-id': w.id },
+      h(
+        'div',
+        { class: 'lumi-Worker-head' },
+        h('span', { class: 'lumi-Worker-name', title: `${w.id} on ${w.host}` }, w.id.replace(/^lumi-worker-/, 'worker ')),
+        h('span', { class: 'lumi-Badge', title: w.fallback ? 'CPU fallback' : w.device }, w.device),
+        h('span', { class: `lumi-State lumi-mod-${w.state}`, title: `${w.running} running` }, w.state)
+      ),
+      h(
+        'div',
+        { class: 'lumi-Metric' },
+        h('span', { class: 'lumi-Metric-label' }, 'util'),
+        sparkline(past.utilization, `utilization of ${w.id} (${w.utilization_source})`, 1),
+        h('span', { class: 'lumi-Metric-value', title: w.utilization_source }, `${Math.round(w.utilization * 100)}%`)
+      ),
+      memory
+    );
+  });
+  return section(
+    'cluster',
+    'Cluster',
+    summary,
+    fallback,
+    workers.length ? workers : h('p', { class: 'lumi-Empty' }, 'No workers yet: they start with the first job.')
+  );
+}
+
+const ACTIVE: ReadonlySet<string> = new Set(['queued', 'running']);
+const FINISHED_SHOWN = 20;
+
+function elapsed(job: IJob, now: number): number | null {
+  if (job.started_at !== null) {
+    return (job.finished_at ?? now) - job.started_at;
+  }
+  return job.submitted_at === null ? null : (job.finished_at ?? now) - job.submitted_at;
+}
+
+export function renderQueue(jobs: IJob[], now: number, onCancel: (job: IJob) => void): HTMLElement {
+  const active = jobs.filter(j => ACTIVE.has(j.state));
+  const finished = jobs.filter(j => !ACTIVE.has(j.state)).slice(0, FINISHED_SHOWN);
+  const rows = [...active, ...finished].map(job =>
+    h(
+      'div',
+      { class: `lumi-Row lumi-Job lumi-mod-${job.state}`, 'data-job-id': job.id, 'data-state': job.state },
+      h(
+        'div',
+        { class: 'lumi-Row-head' },
+        h('span', { class: 'lumi-Row-name', title: job.id }, job.label || job.id.slice(0, 8)),
+        h('span', { class: `lumi-State lumi-mod-${job.state}`, title: job.error ?? '' }, job.state),
+        h('span', { class: 'lumi-Cost', title: `${job.gpu_seconds.toFixed(3)} s on ${job.device ?? '—'}` }, money(job.cost)),
+        ACTIVE.has(job.state)
+          ? h('button', { class: 'lumi-Button', title: `cancel job ${job.id}`, onclick: () => onCancel(job) }, 'Cancel')
+          : null
+      ),
+      h(
+        'div',
+        { class: 'lumi-Row-detail' },
+        `${job.tenant} · ${job.tier}`,
+        job.position === null ? '' : ` · position ${job.position}`,
+        ` · ${duration(elapsed(job, now))}`,
+        job.error ? h('div', { class: 'lumi-Error' }, job.error) : null
+      )
+    )
+  );
+  const hidden = jobs.length - rows.length;
+  return section(
+    'queue',
+    'Queue',
+    rows.length ? rows : h('p', { class: 'lumi-Empty' }, 'No jobs yet: run a %%remote cell.'),
+    hidden > 0 ? h('p', { class: 'lumi-mod-muted' }, `${hidden} older finished job(s) not shown`) : null
+  );
+}
+
+export function renderDeployments(
+  deployments: IDeployment[],
+  onRollback: (d: IDeployment) => void,
+  onScaleToZero: (d: IDeployment) => void
+): HTMLElement {
+  const rows = deployments.map(d => {
+    const versions = d.versions.map(v => v.version).sort((a, b) => a - b);
+    const canRollback = versions.some(v => v < d.active_version);
+    return h(
+      'div',
+      { class: 'lumi-Row lumi-Deployment', 'data-deployment': d.name, 'data-version': d.active_version },
+      h(
+        'div',
+        { class: 'lumi-Row-head' },
+        h('span', { class: 'lumi-Row-name', title: d.url }, d.name),
+        h(
+          'span',
+          { class: 'lumi-Versions' },
+          versions.map(v =>
+            h('span', { class: v === d.active_version ? 'lumi-Version lumi-mod-active' : 'lumi-Version', title: v === d.active_version ? 'active' : '' }, `v${v}`)
+          )
+        ),
+        h('span', { class: 'lumi-Cost' }, money(d.cost))
+      ),
+      h(
+        'div',
+        { class: 'lumi-Row-detail' },
+        h('span', { title: `min ${d.min_replicas}, max ${d.max_replicas}` }, `${d.replicas} replica${d.replicas === 1 ? '' : 's'}`),
+        ` · ${d.rps.toFixed(d.rps < 10 ? 1 : 0)} req/s · p50 ${ms(d.p50_ms)} · p99 ${ms(d.p99_ms)}`
+      ),
+      h(
+        'div',
+        { class: 'lumi-Actions' },
+        h(
+          'button',
+          { class: 'lumi-Button', disabled: !canRollback, title: 'serve the previous version again', onclick: () => onRollback(d) },
+          'Rollback'
+        ),
+        h(
+          'button',
+          { class: 'lumi-Button', disabled: d.replicas === 0, title: 'stop all replicas (the next request starts one)', onclick: () => onScaleToZero(d) },
+          'Scale to zero'
+        )
+      )
+    );
+  });
+  return section('deployments', 'Deployments', rows.length ? rows : h('p', { class: 'lumi-Empty' }, 'No deployments yet: run a %%deploy cell.'));
+}
+
+function breakdown(title: string, totals: Record<string, number>): HTMLElement {
+  const entries = Object.entries(totals).sort((a, b) => b[1] - a[1]);
+  return h(
+    'div',
+    { class: 'lumi-Breakdown', 'data-breakdown': title },
+    h('h4', {}, `by ${title}`),
+    entries.length
+      ? h('dl', {}, entries.flatMap(([name, cost]) => [h('dt', {}, name), h('dd', { class: 'lumi-Cost' }, money(cost))]))
+      : h('p', { class: 'lumi-Empty' }, 'none')
+  );
+}
+
+export function renderCosts(costs: ICosts): HTMLElement {
+  const values = costs.series.map(([, total]) => total);
+  const span = costs.series.length > 1 ? costs.series[costs.series.length - 1][0] - costs.series[0][0] : 0;
+  return section(
+    'costs',
+    'Cost',
+    h(
+      'div',
+      { class: 'lumi-Total' },
+      h('span', { class: 'lumi-Total-value', 'data-total': costs.total }, money(costs.total)),
+      sparkline(values, 'cumulative cost over time')
+    ),
+    span > 0 ? h('p', { class: 'lumi-mod-muted lumi-Total-span' }, `cumulative, over the last ${duration(span)}`) : null,
+    h(
+      'div',
+      { class: 'lumi-Breakdowns' },
+      breakdown('tenant', costs.by_tenant),
+      breakdown('tier', costs.by_tier),
+      breakdown('endpoint', costs.by_endpoint)
+    )
+  );
+}
