@@ -8,6 +8,7 @@ wrap every test of the session, and break Playwright's in the browser tests.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 
@@ -20,6 +21,15 @@ from tornado.httpclient import HTTPClientError
 from lumi_magics.server import cost_series
 
 SECTIONS = ("cluster", "jobs", "deployments", "costs")
+
+
+@pytest.fixture(autouse=True)
+def _current_event_loop():
+    """Earlier tests (nbclient runs, asyncio.run) can leave the main thread without a current loop."""
+    try:
+        asyncio.get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import ExecutionError, LumiError, UnsupportedOperation
 from ..graph import shapes as S
+from ..graph.interpret import describe
 from ..graph.ir import Graph
 from ..graph.ops import OPS
 from . import numpy_exec
@@ -78,8 +79,15 @@ class Plan:
             return env[i]
 
         with be.session():
-            for run in self._runners:
-                run(value, env, bindings)
+            for run, kernel in zip(self._runners, self.kernels):
+                try:
+                    run(value, env, bindings)
+                except LumiError:
+                    raise
+                except Exception as e:
+                    node = g.nodes[max(kernel.nodes, key=lambda i: (g.nodes[i].loc is not None, i))]
+                    raise ExecutionError(f"{describe(node)} in kernel {kernel.name} failed: "
+                                         f"{type(e).__name__}: {e}") from e
         return [value(i) for i in g.outputs.values()]
 
 
