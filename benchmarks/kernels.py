@@ -72,7 +72,11 @@ def workloads():
 
 
 def bench(fn, reps: int, rounds: int) -> float:
-    fn()
+    # Warm up with this implementation before timing: the peer timed just before may leave threads
+    # busy (OpenBLAS's workers spin-wait ~0.1 s after a multi-threaded call), which would otherwise
+    # be charged to whoever runs next.
+    for _ in range(max(1, reps // 2)):
+        fn()
     samples = []
     for _ in range(rounds):
         t0 = time.perf_counter()

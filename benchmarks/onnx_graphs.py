@@ -26,6 +26,9 @@ OPSET = 20
 def session(model: onnx.ModelProto, threads: int) -> ort.InferenceSession:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
+    # Idle intra-op threads would otherwise spin after each run and take the cores from the peer
+    # timed next (the rounds are interleaved); onnxruntime's own run time is unaffected.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
