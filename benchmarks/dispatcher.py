@@ -7,7 +7,6 @@ each beside a bare ``ray.get(actor.method.remote())`` round trip measured in the
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import statistics
 import time
@@ -15,19 +14,14 @@ import time
 import lumi
 import numpy as np
 import ray
+from _machine import cpu_model
 from lumi.runtime import cluster
 from lumi.runtime.dispatcher import get_dispatcher
 from lumi.runtime.worker import Worker
 
 
 def machine() -> str:
-    model = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, ray {ray.__version__}"
+    return f"{cpu_model()}, {platform.system()} {platform.release()}, ray {ray.__version__}"
 
 
 def p50_ms(samples: list[float]) -> float:

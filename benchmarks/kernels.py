@@ -21,6 +21,7 @@ import time
 
 import lumi
 import numpy as np
+from _machine import cpu_model
 from lumi import nn
 from lumi.compiler.cpu import toolchain
 from threadpoolctl import threadpool_info
@@ -98,18 +99,13 @@ def bench_group(fns: dict, budget: float, rounds: int) -> dict:
 
 
 def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     blas = [f"{i['internal_api']} {i.get('version')} ({i.get('architecture')} kernel, {i['num_threads']} threads)"
             for i in threadpool_info() if i["user_api"] == "blas" and "numpy" in i["filepath"]]
     load = os.getloadavg()
     cc = toolchain()
     return "\n".join([
-        f"machine: {cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}",
+        f"machine: {cpu}, {platform.system()} {platform.release()}",
         f"numpy {np.__version__}; NumPy's BLAS: {', '.join(blas) or 'unknown'}; "
         f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}",
         f"onnxruntime {onnx_graphs.ort.__version__}; C compiler: {cc.version if cc else 'none'}",

@@ -22,6 +22,7 @@ import time
 
 import httpx
 import numpy as np
+from _machine import cpu_model
 
 MAX_BATCH = 32
 MAX_WAIT_MS = 5.0
@@ -29,12 +30,7 @@ CONCURRENCY = (1, 8, 64)
 
 
 def machine() -> str:
-    model = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
-    except OSError:
-        pass
+    model = cpu_model()
     try:
         from threadpoolctl import threadpool_info
 
@@ -42,7 +38,7 @@ def machine() -> str:
                          if i["user_api"] == "blas")
     except Exception:
         blas = "unknown"
-    return f"{model}, {os.cpu_count()} cores, BLAS {blas}, Python {platform.python_version()}"
+    return f"{model}, BLAS {blas}, Python {platform.python_version()}"
 
 
 def model():

@@ -24,12 +24,10 @@ SECTIONS = ("cluster", "jobs", "deployments", "costs")
 
 
 @pytest.fixture(autouse=True)
-def _current_event_loop():
-    """Earlier tests (nbclient runs, asyncio.run) can leave the main thread without a current loop."""
-    try:
-        asyncio.get_event_loop()
-    except RuntimeError:
-        asyncio.set_event_loop(asyncio.new_event_loop())
+def _current_event_loop(jp_asyncio_loop):
+    """Make pytest-jupyter's loop the current one: earlier tests (nbclient runs, asyncio.run) can
+    leave the main thread with another loop or none, and the test server would start on that."""
+    asyncio.set_event_loop(jp_asyncio_loop)
 
 
 @pytest.fixture

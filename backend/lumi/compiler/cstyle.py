@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import views as V
-from .groups import Group, Load, Stmt
+from .groups import Group, Load, Stmt, buffers
 
 _FLOAT_SUFFIX = {"float16": "f", "float32": "f", "float64": ""}
 
@@ -233,3 +233,15 @@ class Body:
 
     def acc_type(self, dtype: str) -> str:
         return "int" if dtype == "bool" else self.ctype(dtype)
+
+
+def dim(x) -> str:
+    """A dimension in generated code: an int literal, or a symbolic expression in parentheses."""
+    return str(x) if isinstance(x, int) else f"({x})"
+
+
+def kernel_body(group: Group, dialect: Dialect) -> tuple[list, list, Body]:
+    """A group's input and output buffers (named ``in<k>``, ``out<k>``) and the Body rendering it."""
+    reads, writes = buffers(group)
+    names = {b: f"in{k}" for k, b in enumerate(reads)} | {n: f"out{k}" for k, n in enumerate(writes)}
+    return reads, writes, Body(group, dialect, names)

@@ -7,8 +7,8 @@ C library has them) so GCC calls glibc's vector ``expf``/``tanhf`` (libmvec) wit
 
 from __future__ import annotations
 
-from .cstyle import Body, Dialect, index_expr, inner_is_zero, reduce_init, unravel
-from .groups import Group, buffers
+from .cstyle import Body, Dialect, dim, index_expr, inner_is_zero, kernel_body, reduce_init, unravel
+from .groups import Group
 from .views import sprod
 
 C = Dialect(
@@ -47,16 +47,10 @@ SERIAL_BELOW = 1 << 15  # smaller domains run on the calling thread: waking the 
 PARALLEL = f"  #pragma omp parallel for schedule(guided) if(n_outer * n_inner >= {SERIAL_BELOW})"
 
 
-def _dim(x) -> str:
-    return str(x) if isinstance(x, int) else f"({x})"
-
 
 def render(group: Group) -> str:
     """A complete C translation unit defining ``void <name>(char **bufs, const int64_t *syms)``."""
-    reads, writes = buffers(group)
-    ptrs = {b: f"in{k}" for k, b in enumerate(reads)}
-    outs = {n: f"out{k}" for k, n in enumerate(writes)}
-    body = Body(group, C, {**ptrs, **outs})
+    reads, writes, body = kernel_body(group, C)
     lines = [f"void {group.name}(char **bufs, const int64_t *syms) {{"]
     for k, b in enumerate(reads):
         dtype = next(ld.dtype for ld in group.loads if ld.buf == b)
@@ -65,7 +59,7 @@ def render(group: Group) -> str:
         lines.append(f"  {C.storage[st.dtype]} *restrict out{k} = ({C.storage[st.dtype]} *)bufs[{len(reads) + k}];")
     for k, s in enumerate(group.symbols):
         lines.append(f"  const int64_t S_{s} = syms[{k}];")
-    lines.append(f"  const int64_t n_outer = {_dim(sprod(group.outer))}, n_inner = {_dim(sprod(group.inner))};")
+    lines.append(f"  const int64_t n_outer = {dim(sprod(group.outer))}, n_inner = {dim(sprod(group.inner))};")
     if group.kind == "elementwise":
         lines += _elementwise(group, body)
     else:
@@ -178,7 +172,7 @@ def _reduce_columns(group: Group, body: Body) -> list[str]:
         return ["#pragma omp simd", "for (int64_t j = 0; j < cn; j++) {", *("  " + x for x in head + lines), "}"]
 
     lines = [
-        f"  const int64_t n_cols = {_dim(group.outer[-1])}, n_rest = n_cols ? n_outer / n_cols : 0;",
+        f"  const int64_t n_cols = {dim(group.outer[-1])}, n_rest = n_cols ? n_outer / n_cols : 0;",
         f"  const int64_t n_cb = (n_cols + {COLUMNS} - 1) / {COLUMNS};",
         PARALLEL,
         "  for (int64_t p = 0; p < n_rest * n_cb; p++) {",

@@ -7,8 +7,8 @@ after the buffers.
 
 from __future__ import annotations
 
-from .cstyle import Body, Dialect, index_expr, reduce_init, unravel
-from .groups import Group, buffers
+from .cstyle import Body, Dialect, dim, index_expr, kernel_body, reduce_init, unravel
+from .groups import Group
 from .views import sprod
 
 CUDA = Dialect(
@@ -51,16 +51,10 @@ __device__ T lumi_block_reduce(T v, unsigned long long *raw) {
 """
 
 
-def _dim(x) -> str:
-    return str(x) if isinstance(x, int) else f"({x})"
-
 
 def render(group: Group) -> str:
     """A complete CUDA C++ translation unit with one ``extern "C" __global__`` kernel named after the group."""
-    reads, writes = buffers(group)
-    ptrs = {b: f"in{k}" for k, b in enumerate(reads)}
-    outs = {n: f"out{k}" for k, n in enumerate(writes)}
-    body = Body(group, CUDA, {**ptrs, **outs})
+    reads, writes, body = kernel_body(group, CUDA)
     params = []
     for k, b in enumerate(reads):
         dtype = next(ld.dtype for ld in group.loads if ld.buf == b)
@@ -68,7 +62,7 @@ def render(group: Group) -> str:
     params += [f"{CUDA.storage[st.dtype]} *__restrict__ out{k}" for k, st in enumerate(group.stores)]
     params += [f"const long long S_{s}" for s in group.symbols]
     lines = [f'extern "C" __global__ void __launch_bounds__({BLOCK}) {group.name}({", ".join(params)}) {{',
-             f"  const long long n_outer = {_dim(sprod(group.outer))}, n_inner = {_dim(sprod(group.inner))};"]
+             f"  const long long n_outer = {dim(sprod(group.outer))}, n_inner = {dim(sprod(group.inner))};"]
     lines += _elementwise(group, body) if group.kind == "elementwise" else _reduce(group, body)
     lines.append("}")
     return PRELUDE + "\n".join(lines) + "\n"
