@@ -68,9 +68,12 @@ class Pool:
     async def grow(self) -> list[Slot]:
         """Start workers up to the wanted number and wait for them; returns those that came up."""
         new = []
+        # A cluster without GPU slots (a plain `ray start`, a CPU-only KubeRay) gets CPU-fallback
+        # workers; asking for a GPU there would leave the worker, and every job, waiting forever.
+        has_gpus = ray.cluster_resources().get("GPU", 0) >= self.worker_gpus
         for _ in range(self.wanted() - len(self.live())):
             name = f"lumi-worker-{uuid.uuid4().hex[:8]}"
-            slot = Slot(name, Worker.options(name=name, num_gpus=self.worker_gpus).remote())
+            slot = Slot(name, Worker.options(name=name, num_gpus=self.worker_gpus if has_gpus else 0).remote())
             self.slots[name] = slot
             new.append(slot)
         infos = await asyncio.gather(*(s.handle.info.remote() for s in new), return_exceptions=True)
