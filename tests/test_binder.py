@@ -31,7 +31,9 @@ def ray_processes_rss(venv: pathlib.Path) -> int:
 def test_postbuild_then_start_brings_up_a_small_ray_head_the_quickstart_uses(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    env = {**os.environ, "PATH": f"{venv / 'bin'}:{os.environ['PATH']}", "VIRTUAL_ENV": str(venv),
+    # Only the new environment and the system on PATH: nothing may leak in from the test's own venv.
+    system_path = ":".join(p for p in os.environ["PATH"].split(":") if not p.startswith(sys.prefix))
+    env = {**os.environ, "PATH": f"{venv / 'bin'}:{system_path}", "VIRTUAL_ENV": str(venv),
            "LUMI_HOME": str(tmp_path / "home")}
     env.pop("LUMI_RAY_ADDRESS", None)
     subprocess.run(["bash", str(ROOT / "binder" / "postBuild")], check=True, env=env, cwd=tmp_path)
