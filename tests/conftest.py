@@ -44,7 +44,7 @@ def ray_cluster(lumi_home):
     from lumi.runtime import cluster
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, num_gpus=4, include_dashboard=False, namespace=cluster.NAMESPACE,
+        ray.init(address="local", num_cpus=2, num_gpus=4, include_dashboard=False, namespace=cluster.NAMESPACE,
                  object_store_memory=200 << 20, log_to_driver=False)
     yield ray
     ray.shutdown()

@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 ROOT = pathlib.Path(__file__).parent.parent
+RAY_ADDRESS_FILE = pathlib.Path(os.environ.get("TMPDIR", "/tmp")) / "ray" / "ray_current_cluster"
 
 
 def head_processes(venv: pathlib.Path) -> list[psutil.Process]:
@@ -59,7 +60,9 @@ def test_postbuild_then_start_brings_up_a_small_ray_head_the_quickstart_uses(tmp
         subprocess.run([str(venv / "bin" / "jupyter"), "execute", str(ROOT / "notebooks" / "01-quickstart.ipynb"),
                         "--output", str(out), "--timeout", "600"],
                        env={**env, "RAY_AUTH_MODE": "disabled"}, cwd=tmp_path, check=True, timeout=900)
-        head = (pathlib.Path(os.environ.get("TMPDIR", "/tmp")) / "ray" / "ray_current_cluster").read_text().strip()
+        head = RAY_ADDRESS_FILE.read_text().strip()
         assert f"Lumi connected to {head}" in out.read_text()  # the kernel joined the head, not a new Ray
     finally:
         stop(head_processes(venv))  # not `ray stop`: that would stop every Ray on the machine, the tests' too
+        with contextlib.suppress(OSError):  # `ray stop` would also have forgotten the head
+            RAY_ADDRESS_FILE.unlink()

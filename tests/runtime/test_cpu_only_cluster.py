@@ -12,7 +12,8 @@ import pytest
 SCRIPT = textwrap.dedent("""
     import numpy as np, ray, lumi
     from lumi.runtime import cluster
-    ray.init(num_cpus=1, num_gpus=0, include_dashboard=False, namespace=cluster.NAMESPACE, log_to_driver=False)
+    ray.init(address="local", num_cpus=1, num_gpus=0, include_dashboard=False, namespace=cluster.NAMESPACE,
+             log_to_driver=False)
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
     job = lumi.submit(lumi.trace(lambda x: (x * 2).sum(axis=1), x), x)
     print("result", job.result(timeout=90).tolist(), job.state)

@@ -57,6 +57,7 @@ def connect(address: str | None = None) -> dict:
         else:
             gpus = cuda_device_count() or EMBEDDED_LOGICAL_GPUS
             ray.init(
+                address="local",  # a new cluster, even where Ray's file names a head that has died
                 num_cpus=os.cpu_count(),
                 num_gpus=gpus,
                 include_dashboard=False,
