@@ -92,7 +92,7 @@ def from_lumi(graph: Graph) -> onnx.ModelProto:
         elif n.op == "concat":
             nodes.append(helper.make_node("Concat", x, y, axis=n.attrs["axis"]))
         else:
-            raise NotImplementedError(n.op)
+            raise ValueError(f"no ONNX translation for Lumi op {n.op!r} (node %{n.id}); add one above to benchmark it")
     vi = lambda i, label: helper.make_tensor_value_info(label, _DT[graph.nodes[i].dtype],  # noqa: E731
                                                         list(graph.nodes[i].shape))
     inputs = [vi(i, name(i)) for i in graph.inputs.values()]

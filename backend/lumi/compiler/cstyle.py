@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import UnsupportedOperation
 from . import views as V
 from .groups import Group, Load, Stmt, buffers
 
@@ -87,7 +88,8 @@ def op_expr(s: Stmt, a: list[str], in_dtype: str, d: Dialect) -> str:
         if s.dtype == "float16":
             return d.round_half.format(x=f"(float)({a[0]})")
         return f"(({d.compute[s.dtype]})({a[0]}))"
-    raise NotImplementedError(f"no C rendering for {op}")
+    raise UnsupportedOperation(f"the C/CUDA renderers have no expression for op {op!r}; every elementwise "
+                               "primitive in graph/ops.py needs one here")
 
 
 def reduce_init(op: str, dtype: str, d: Dialect) -> str:

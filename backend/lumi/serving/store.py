@@ -13,6 +13,7 @@ longer hash to its name is refused with :class:`~lumi.errors.FormatError`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -90,12 +91,10 @@ class ModelStore:
         else:
             data = None
         index = self._path("graphs", graph.hash)
-        try:
+        with contextlib.suppress(FileNotFoundError, NotFound, TamperedModel):  # else new, or damaged: store afresh
             sha = self.fs.cat_file(index).decode().strip()
             self.read_bytes(sha)
             return sha
-        except (FileNotFoundError, NotFound, TamperedModel):
-            pass  # new, or its stored copy was damaged: store it afresh
         data = data if data is not None else dumps(graph)
         sha = hashlib.sha256(data).hexdigest()
         blob = self._path("blobs", f"{sha}.lumi")
