@@ -61,10 +61,32 @@ def test_views_fuse_as_strided_reads():
     assert [k.kind for k in plan.kernels] == ["elementwise"]
 
 
-def test_attention_is_one_kernel_between_matmuls():
+@pytest.mark.parametrize("target", ["cuda", "numpy"])
+def test_attention_is_one_kernel_between_matmuls(target):
+    q = np.zeros((16, 8), np.float32)
+    plan = lumi.compile(lumi.trace(lambda q, k, v: nn.attention(q, k, v, causal=True), q, q, q), target)
+    assert [k.kind for k in plan.kernels] == ["matmul", "reduce", "matmul"]
+
+
+def test_cpu_matmuls_take_in_the_row_kernel_after_them():
+    # On the CPU each thread multiplies its rows, then runs the consumer on them: attention's scale,
+    # mask and softmax ride on the first matmul; the MLP block's bias+GELU and bias+residual on theirs.
     q = np.zeros((16, 8), np.float32)
     plan = lumi.compile(lumi.trace(lambda q, k, v: nn.attention(q, k, v, causal=True), q, q, q), "cpu")
-    assert [k.kind for k in plan.kernels] == ["matmul", "reduce", "matmul"]
+    ops = [{plan.graph.nodes[i].op for i in k.nodes} for k in plan.kernels]
+    assert [k.kind for k in plan.kernels] == ["matmul", "matmul"]
+    assert {"matmul", "exp", "max", "sum", "where"} <= ops[0] and ops[1] == {"matmul"}
+    plan = lumi.compile(lumi.trace(mlp_block, *mlp_args()), "cpu")
+    ops = [{plan.graph.nodes[i].op for i in k.nodes} for k in plan.kernels]
+    assert [k.kind for k in plan.kernels] == ["reduce", "matmul", "matmul"]
+    assert {"matmul", "tanh"} <= ops[1] and {"matmul", "add"} <= ops[2]
+
+
+def test_matmul_read_through_a_view_keeps_its_own_kernel():
+    # A consumer that reads the product transposed needs rows other threads compute: not an epilogue.
+    a = np.zeros((8, 8), np.float32)
+    plan = lumi.compile(lumi.trace(lambda a, b: (a @ b).T + 1.0, a, a), "cpu")
+    assert [k.kind for k in plan.kernels] == ["matmul", "elementwise"]
 
 
 def test_intermediate_outputs_are_materialized():

@@ -107,6 +107,80 @@ def test_nan_and_inf_behave_like_numpy(dtype, tmp_path):
     assert_cuda_compiles(sources, tmp_path)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_exp_across_the_underflow_range_matches_numpy(dtype):
+    # The C target answers lanes whose exp is +0 without calling libmvec (its slow path); results on
+    # both sides of that threshold, subnormal ones included, must stay NumPy's.
+    lo, hi = (-110.0, -80.0) if dtype == "float32" else (-750.0, -700.0)
+    x = np.concatenate([np.linspace(lo, hi, 4001), [-np.inf, np.nan, -1e30, 0.0, 1.0]]).astype(dtype)
+    x = np.stack([x, x[::-1]])  # every vector of lanes mixes zero, subnormal and normal results
+    for target in RUNNABLE:
+        got, want = lumi.compile(lumi.trace(np.exp, x), target)(x), np.exp(x)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_array_equal(got == 0, want == 0, err_msg=f"{target}: zero results moved")
+        finite = ~np.isnan(want)
+        np.testing.assert_array_max_ulp(got[finite], want[finite], maxulp=4)
+
+
+MATMUL_CASES = {
+    "bias_gelu_epilogue": (lambda a, b, c: nn.gelu(a @ b + c[0, :9]), (7, 5), (5, 9)),
+    "flat_epilogue": (lambda a, b, c: np.tanh(a @ b) * 2.0, (3, 4), (4, 6)),
+    "row_softmax_epilogue": (lambda a, b, c: nn.softmax(a @ b), (5, 8), (8, 33)),
+    "transposed_operands": (lambda a, b, c: a.T @ b.T + 1.0, (6, 5), (4, 6)),
+    "strided_operand": (lambda a, b, c: a[:, ::2] @ b - c[:1, :7], (5, 8), (4, 7)),
+    "one_row": (lambda a, b, c: a @ b + c[0, :3], (1, 4), (4, 3)),
+    "empty_inner": (lambda a, b, c: a @ b + 1.0, (4, 0), (0, 3)),
+    "no_rows": (lambda a, b, c: nn.gelu(a @ b), (0, 4), (4, 3)),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", sorted(MATMUL_CASES))
+def test_matmul_with_epilogue_matches_reference(case, dtype):
+    fn, sa, sb = MATMUL_CASES[case]
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal(sa).astype(dtype), rng.standard_normal(sb).astype(dtype)
+    c = rng.standard_normal((3, 40)).astype(dtype)
+    check_all_targets(lumi.trace(fn, a, b, c), a, b, c)
+
+
+def test_matmul_epilogue_without_a_callable_blas(monkeypatch):
+    # Where NumPy's BLAS does not expose a CBLAS gemm we can name, NumPy multiplies and the C kernel
+    # still runs the epilogue on every row.
+    from lumi.compiler import cpu
+
+    monkeypatch.setattr(cpu, "blas_gemm", lambda dtype: None)
+    a = np.random.default_rng(2).standard_normal((9, 7)).astype(np.float32)
+    g = lumi.trace(lambda a, b: nn.gelu(a @ b) * 3.0 - 0.25, a, a.T.copy())
+    assert lumi.compile(g, "cpu").kernels[0].kind == "matmul"
+    check_all_targets(g, a, a.T.copy())
+
+
+def test_matmul_rows_follow_a_symbolic_batch():
+    g = lumi.trace(lambda x, w: nn.gelu(x @ w), lumi.spec(("batch", 16), "float32"), lumi.spec((16, 8), "float32"))
+    w = np.random.default_rng(1).standard_normal((16, 8)).astype(np.float32)
+    for rows in (1, 3, 64):
+        x = np.random.default_rng(rows).standard_normal((rows, 16)).astype(np.float32)
+        check_all_targets(g, x, w)
+
+
+def test_plan_frees_its_intermediates_when_the_call_returns():
+    # The plan's environment must not sit in a reference cycle: with the cyclic collector off, an
+    # output the caller drops is freed at once (otherwise every call touches fresh memory).
+    import gc
+    import weakref
+
+    x = np.ones((64, 64), np.float32)
+    plan = lumi.compile(lumi.trace(lambda x: nn.gelu(x @ x + 1.0), x), "cpu")
+    plan(x)
+    gc.disable()
+    try:
+        out = weakref.ref(plan(x))
+        assert out() is None
+    finally:
+        gc.enable()
+
+
 def test_fully_masked_softmax_rows_are_nan_like_numpy():
     x = np.full((2, 4), -np.inf, np.float32)
     x[1] = [0, 1, 2, 3]

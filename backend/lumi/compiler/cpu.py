@@ -8,7 +8,6 @@ libmvec the vector declarations are left out, without OpenMP threading falls bac
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import functools
 import hashlib
@@ -17,11 +16,8 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from ..errors import ExecutionError
 
@@ -129,54 +125,54 @@ def load(path: Path, name: str):
     return fn
 
 
-class _SharedBlas:
-    """NumPy's BLAS run single-threaded from our own threads while a plan runs.
+@functools.cache
+def blas_gemm(dtype: str) -> tuple[int, bool] | None:
+    """NumPy's own CBLAS gemm for ``dtype`` as (function address, ILP64?), or None where NumPy's BLAS is
+    not an OpenBLAS whose symbol names tell its integer width (fused matmuls then call ``np.matmul``)."""
+    from threadpoolctl import threadpool_info
 
-    OpenBLAS's worker threads busy-wait for a while after every call, so a fused kernel that follows
-    a matmul would share its cores with spinning threads (measured: the MLP block's GELU epilogue ran
-    no faster on two threads than on one). During a plan, BLAS is set to one thread and a matmul's
-    rows are split over this pool instead; nothing spins between steps.
-    """
+    p = {"float32": "s", "float64": "d"}[dtype]
+    for info in threadpool_info():
+        if info["user_api"] != "blas" or info["internal_api"] != "openblas":
+            continue
+        lib = ctypes.CDLL(info["filepath"])
+        for name, ilp64 in ((f"scipy_cblas_{p}gemm64_", True), (f"cblas_{p}gemm64_", True),
+                            (f"scipy_cblas_{p}gemm", False), (f"cblas_{p}gemm", False)):
+            fn = getattr(lib, name, None)
+            if fn is not None:
+                return ctypes.cast(fn, ctypes.c_void_p).value, ilp64
+    return None
+
+
+class _OneBlasThread:
+    """Holds NumPy's BLAS at one thread while fused matmuls run: each OpenMP thread calls it on its own
+    rows, and a multi-threaded BLAS would oversubscribe the cores (and leave its workers spinning
+    through the epilogue). Nested and concurrent holders share one setting; the last one restores it."""
 
     def __init__(self):
         from threadpoolctl import ThreadpoolController
 
-        self.libs = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
-        self.threads = os.cpu_count() or 1
-        self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="lumi-blas")
+        self._libs = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
         self._lock = threading.Lock()
-        self._depth = 0
+        self._holders = 0
         self._saved: list[int] = []
 
-    @contextlib.contextmanager
-    def session(self):
+    def __enter__(self):
         with self._lock:
-            if self._depth == 0:
-                self._saved = [c.num_threads for c in self.libs]
-                for c in self.libs:
+            if self._holders == 0:
+                self._saved = [c.num_threads for c in self._libs]
+                for c in self._libs:
                     c.set_num_threads(1)
-            self._depth += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._depth -= 1
-                if self._depth == 0:
-                    for c, n in zip(self.libs, self._saved):
-                        c.set_num_threads(n)
+            self._holders += 1
 
-    def matmul(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        out = np.empty(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1]),
-                       dtype=np.result_type(a, b))
-        rows = a.shape[-2]
-        if rows < 2 * self.threads or rows * a.shape[-1] * b.shape[-1] < (1 << 21):
-            return np.matmul(a, b, out=out)
-        step = -(-rows // self.threads)
-        parts = [slice(lo, lo + step) for lo in range(0, rows, step)]
-        list(self.pool.map(lambda s: np.matmul(a[..., s, :], b, out=out[..., s, :]), parts))
-        return out
+    def __exit__(self, *exc):
+        with self._lock:
+            self._holders -= 1
+            if self._holders == 0:
+                for c, n in zip(self._libs, self._saved):
+                    c.set_num_threads(n)
 
 
 @functools.cache
-def shared_blas() -> _SharedBlas:
-    return _SharedBlas()
+def one_blas_thread() -> _OneBlasThread:
+    return _OneBlasThread()

@@ -28,7 +28,7 @@ class Dialect:
     load_half: str  # format strings over {x}
     store_half: str
     round_half: str
-    exp_floor: bool = False  # clamp exp's input (the C target's vector expf is slow on -inf)
+    exp_prefix: str = ""  # the C target calls its own lumi_exp (see render_c.PRELUDE)
 
     def load(self, ptr: str, index: str, dtype: str) -> str:
         x = f"{ptr}[{index}]"
@@ -57,11 +57,8 @@ def literal(value, dtype: str, d: Dialect) -> str:
 def op_expr(s: Stmt, a: list[str], in_dtype: str, d: Dialect) -> str:
     """The C expression of one primitive over operand expressions ``a`` (already in compute types)."""
     op, fsfx = s.op, _FLOAT_SUFFIX.get(s.dtype, "")
-    if op == "exp" and d.exp_floor:
-        # Inputs below the floor give 0 either way; clamping keeps -inf (masked scores) off libmvec's
-        # slow scalar path for special values. NaN fails the comparison and stays NaN.
-        lo = literal(-746.0 if s.dtype == "float64" else -104.0, s.dtype, d)
-        return f"exp{fsfx}({a[0]}<{lo}?{lo}:{a[0]})"
+    if op == "exp" and d.exp_prefix:
+        return f"{d.exp_prefix}exp{fsfx}({a[0]})"
     if op in ("exp", "log", "sqrt", "tanh", "erf", "sin"):
         return f"{op}{fsfx}({a[0]})"
     if op == "recip":

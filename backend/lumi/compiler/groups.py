@@ -83,7 +83,22 @@ class LibraryStep:
     node: int
 
 
-Step = Group | LibraryStep
+@dataclass(frozen=True)
+class MatmulStep:
+    """A 2-D BLAS matmul run with its rows split over the CPU's threads, each thread calling BLAS on its
+    own block; ``epilogue``, the kernel that consumes the product row by row (bias + GELU, a residual
+    add, a row softmax), then runs on the same rows while they are still in that thread's cache."""
+
+    name: str
+    node: int
+    epilogue: Group | None
+
+    @property
+    def nodes(self) -> tuple[int, ...]:
+        return (self.node, *(self.epilogue.nodes if self.epilogue else ()))
+
+
+Step = Group | LibraryStep | MatmulStep
 
 
 def sym(shape) -> tuple:
@@ -244,6 +259,44 @@ def fuse(graph: Graph) -> list[Step]:
     return _order(graph, steps)
 
 
+def attach_epilogues(graph: Graph, steps: list[Step]) -> list[Step]:
+    """Turn each 2-D float matmul into a :class:`MatmulStep`, taking in the kernel right after it
+    when that kernel works row by row on the product."""
+    out: list[Step] = []
+    k = 0
+    while k < len(steps):
+        st, nxt = steps[k], steps[k + 1] if k + 1 < len(steps) else None
+        k += 1
+        if not (isinstance(st, LibraryStep) and _plain_matmul(graph, st.node)):
+            out.append(st)
+        elif isinstance(nxt, Group) and row_epilogue(graph, st.node, nxt):
+            out.append(MatmulStep(f"{st.name}_{nxt.name}", st.node, nxt))
+            k += 1
+        else:
+            out.append(MatmulStep(st.name, st.node, None))
+    return out
+
+
+def _plain_matmul(graph: Graph, mm: int) -> bool:
+    n = graph.nodes[mm]
+    return (n.op == "matmul" and len(n.shape) == 2 and n.dtype in ("float32", "float64")
+            and all(len(graph.nodes[s].shape) == 2 and graph.nodes[s].dtype == n.dtype for s in n.src))
+
+
+def row_epilogue(graph: Graph, mm: int, g: Group) -> bool:
+    """Whether group ``g`` can run on any block of rows of matmul ``mm`` as soon as those rows exist."""
+    n = graph.nodes[mm]
+    if not _plain_matmul(graph, mm):
+        return False
+    reads = [ld for ld in g.loads if ld.buf == mm]
+    if g.domain != tuple(n.shape) or not reads or any(ld.operand != mm or ld.level != "full" for ld in reads):
+        return False  # the product read through a view (transposed, sliced) could need other threads' rows
+    rows = sym(n.shape)[0]
+    if g.kind == "elementwise":
+        return g.outer in ((), (rows,))
+    return g.n_reduced == 1 and g.perm == (0, 1) and g.outer == (rows,)
+
+
 def _lower(f: _Fusion, members: list[int], stored: list[int]) -> Group:
     g, nodes = f.g, f.g.nodes
     roles = f.roles(members)
@@ -316,7 +369,7 @@ def _order(graph: Graph, steps: list[Step]) -> list[Step]:
     """Topological order of steps (each after the producers of what it reads)."""
     producer = {}
     for k, st in enumerate(steps):
-        for node in (st.nodes if isinstance(st, Group) else (st.node,)):
+        for node in (st.node,) if isinstance(st, LibraryStep) else st.nodes:
             producer[node] = k
     deps = []
     for st in steps:

@@ -8,7 +8,7 @@ C library has them) so GCC calls glibc's vector ``expf``/``tanhf`` (libmvec) wit
 from __future__ import annotations
 
 from .cstyle import Body, Dialect, dim, index_expr, inner_is_zero, kernel_body, reduce_init, unravel
-from .groups import Group
+from .groups import Group, MatmulStep
 from .views import sprod
 
 C = Dialect(
@@ -22,18 +22,35 @@ C = Dialect(
     load_half="((float){x})",
     store_half="((_Float16)({x}))",
     round_half="((float)(_Float16){x})",
-    exp_floor=True,
+    exp_prefix="lumi_",
 )
 
 _VECTOR_MATH = ("exp", "log", "sin", "tanh", "erf")
 
+# libmvec's vector exp leaves its fast path for every lane whose result underflows, and masked scores
+# (-inf before a softmax) are exactly such lanes: 10-30x slower per vector. Inputs below the
+# threshold (result +0) call exp(+0) instead and are multiplied by 0; every result is unchanged, NaN
+# included. A plain `x < lo ? lo : x` does not work: GCC turns exp of that select back into a call on
+# the raw x. The bit mask hides the select from it.
+_EXP_HELPERS = "\n".join(
+    f"""#pragma omp declare simd notinbranch
+static inline {t} lumi_exp{s}({t} x) {{
+  {u} bits, keep = -({u})!(x < {lo});
+  memcpy(&bits, &x, sizeof bits);
+  bits &= keep;
+  {t} a;
+  memcpy(&a, &bits, sizeof a);
+  return exp{s}(a) * ({t})(keep & 1u);
+}}""" for t, s, u, lo in (("float", "f", "uint32_t", "-104.0f"), ("double", "", "uint64_t", "-746.0")))
+
 PRELUDE = "\n".join(
-    ["#include <math.h>", "#include <stdint.h>", "#ifdef LUMI_MVEC"]
+    ["#include <math.h>", "#include <stdint.h>", "#include <string.h>", "#ifdef LUMI_MVEC"]
     + [f"#pragma omp declare simd notinbranch\nextern {t} {f}{s}({t});"
        for f in _VECTOR_MATH for t, s in (("float", "f"), ("double", ""))]
     + ["#pragma omp declare simd notinbranch\nextern float powf(float, float);",
        "#pragma omp declare simd notinbranch\nextern double pow(double, double);",
        "#endif",
+       _EXP_HELPERS,
        "static inline int64_t lumi_ipow(int64_t b, int64_t e) {",
        "  int64_t r = 1;",
        "  for (; e > 0; e >>= 1, b *= b) if (e & 1) r *= b;",
@@ -50,8 +67,72 @@ PARALLEL = f"  #pragma omp parallel for schedule(guided) if(n_outer * n_inner >=
 
 def render(group: Group) -> str:
     """A complete C translation unit defining ``void <name>(char **bufs, const int64_t *syms)``."""
+    body, lines = _header(group, f"void {group.name}(char **bufs, const int64_t *syms) {{")
+    if group.kind == "elementwise":
+        lines += _elementwise(group, body)
+    else:
+        lines += _reduce_columns(group, body) if _column_reduction(group) else _reduce(group, body)
+    lines.append("}")
+    return PRELUDE + "\n".join(lines) + "\n"
+
+
+def render_matmul(step: MatmulStep, dtype: str) -> str:
+    """A C translation unit defining ``void <name>(char **bufs, const int64_t *syms, void **mm,
+    const int64_t *g)``: the matmul's rows split over the OpenMP threads, each thread calling BLAS
+    (``mm[0]``, a CBLAS gemm; the caller holds the BLAS library at one thread) on its rows of
+    ``mm[1] @ mm[2]`` into ``mm[3]``, then the epilogue on them. ``g`` holds the gemm's integer width
+    (1: ILP64), transposes, M, N, K (at least 1) and leading dimensions. With ``mm[0]`` NULL the
+    product is already in ``mm[3]`` and only the epilogue runs.
+    """
+    group, t = step.epilogue, C.storage[dtype]
+    gemm = "(int, int, int, {i}, {i}, {i}, {t}, const {t} *, {i}, const {t} *, {i}, {t}, {t} *, {i})"
+    lines, call = [], ""
+    if group is not None:
+        body, lines = _header(group, "static void rows(char **bufs, const int64_t *syms, int64_t o_lo, "
+                                     "int64_t o_hi, int64_t r_lo, int64_t r_hi) {")
+        if group.kind == "elementwise":
+            lines += ["  (void)n_outer;", "  for (int64_t o = o_lo; o < o_hi; o++) {",
+                      *("    " + x for x in _elementwise_row(group, body)), "  }", "}"]
+        else:
+            lines += ["  (void)r_lo; (void)r_hi;", "  for (int64_t o = o_lo; o < o_hi; o++) {",
+                      *("    " + x for x in _reduce_row(group, body)), "  }", "}"]
+        flat = group.kind == "elementwise" and not group.outer
+        call = f"    if (hi > lo) rows(bufs, syms, {'0, 1, lo * N, hi * N' if flat else 'lo, hi, 0, N'});"
+    lines += [
+        f"typedef void (*gemm32){gemm.format(i='int32_t', t=t)};",
+        f"typedef void (*gemm64){gemm.format(i='int64_t', t=t)};",
+        f"void {step.name}(char **bufs, const int64_t *syms, void **mm, const int64_t *g) {{",
+        "  (void)bufs; (void)syms;",
+        f"  const {t} *A = mm[1], *B = mm[2];",
+        f"  {t} *Cm = mm[3];",
+        "  const int64_t ta = g[1], tb = g[2], M = g[3], N = g[4], K = g[5], lda = g[6], ldb = g[7];",
+        f"  #pragma omp parallel if(M * N * (K + 1) >= {SERIAL_BELOW * 8})",
+        "  {",
+        "#ifdef _OPENMP",
+        "    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();",
+        "#else",
+        "    const int64_t t = 0, nt = 1;",
+        "#endif",
+        "    const int64_t lo = M * t / nt, hi = M * (t + 1) / nt;",
+        f"    const {t} *a = A + (ta ? lo : lo * lda);",
+        "    if (hi > lo && mm[0] && g[0]) {",
+        "      ((gemm64)mm[0])(101, ta ? 112 : 111, tb ? 112 : 111, hi - lo, N, K, 1, a, lda, B, ldb, 0,",
+        "                      Cm + lo * N, N);",
+        "    } else if (hi > lo && mm[0]) {",
+        "      ((gemm32)mm[0])(101, ta ? 112 : 111, tb ? 112 : 111, (int32_t)(hi - lo), (int32_t)N, (int32_t)K, 1, a,",
+        "                      (int32_t)lda, B, (int32_t)ldb, 0, Cm + lo * N, (int32_t)N);",
+        "    }",
+        *([call] if call else []),
+        "  }",
+        "}",
+    ]
+    return PRELUDE + "#ifdef _OPENMP\n#include <omp.h>\n#endif\n" + "\n".join(lines) + "\n"
+
+
+def _header(group: Group, signature: str) -> tuple[Body, list[str]]:
+    """The Body for ``group`` and a function's opening lines: typed buffer pointers, symbols, extents."""
     reads, writes, body = kernel_body(group, C)
-    lines = [f"void {group.name}(char **bufs, const int64_t *syms) {{"]
+    lines = [signature]
     for k, b in enumerate(reads):
         dtype = next(ld.dtype for ld in group.loads if ld.buf == b)
         lines.append(f"  const {C.storage[dtype]} *restrict in{k} = (const {C.storage[dtype]} *)bufs[{k}];")
@@ -60,12 +141,7 @@ def render(group: Group) -> str:
     for k, s in enumerate(group.symbols):
         lines.append(f"  const int64_t S_{s} = syms[{k}];")
     lines.append(f"  const int64_t n_outer = {dim(sprod(group.outer))}, n_inner = {dim(sprod(group.inner))};")
-    if group.kind == "elementwise":
-        lines += _elementwise(group, body)
-    else:
-        lines += _reduce_columns(group, body) if _column_reduction(group) else _reduce(group, body)
-    lines.append("}")
-    return PRELUDE + "\n".join(lines) + "\n"
+    return body, lines
 
 
 def _row_setup(group: Group, body: Body, flat: str) -> list[str]:
@@ -88,30 +164,42 @@ def _store_lines(group: Group, body: Body, level: str) -> list[str]:
 
 
 def _elementwise(group: Group, body: Body) -> list[str]:
-    n_out = len(group.outer)
-    targets = [("stmt", st.node) for st in group.stores]
-    hoisted = [i for i, ld in enumerate(group.loads) if ld.buf is not None and inner_is_zero(ld.access, n_out)]
-    inner_lines = _inner_setup(group, body) + body.cone(targets, {("load", i) for i in hoisted})
-    inner_lines += _store_lines(group, body, "full")
     return [
         f"  const int64_t n_chunks = (n_inner + {CHUNK} - 1) / {CHUNK};",
         PARALLEL,
         "  for (int64_t p = 0; p < n_outer * n_chunks; p++) {",
         "    const int64_t o = p / n_chunks, r_lo = (p % n_chunks) * " + str(CHUNK) + ";",
         f"    const int64_t r_hi = r_lo + {CHUNK} < n_inner ? r_lo + {CHUNK} : n_inner;",
-        *("    " + x for x in _row_setup(group, body, "o")),
-        *("    " + body.load_line(i, group.loads[i], row_context=True) for i in hoisted),
-        "    #pragma omp simd",
-        "    for (int64_t r = r_lo; r < r_hi; r++) {",
-        *("      " + x for x in inner_lines),
-        "    }",
+        *("    " + x for x in _elementwise_row(group, body)),
         "  }",
     ]
 
 
+def _elementwise_row(group: Group, body: Body) -> list[str]:
+    """Outer index ``o``, inner indices ``r_lo`` to ``r_hi``."""
+    n_out = len(group.outer)
+    targets = [("stmt", st.node) for st in group.stores]
+    hoisted = [i for i, ld in enumerate(group.loads) if ld.buf is not None and inner_is_zero(ld.access, n_out)]
+    inner_lines = _inner_setup(group, body) + body.cone(targets, {("load", i) for i in hoisted})
+    inner_lines += _store_lines(group, body, "full")
+    return [
+        *_row_setup(group, body, "o"),
+        *(body.load_line(i, group.loads[i], row_context=True) for i in hoisted),
+        "#pragma omp simd",
+        "for (int64_t r = r_lo; r < r_hi; r++) {",
+        *("  " + x for x in inner_lines),
+        "}",
+    ]
+
+
 def _reduce(group: Group, body: Body) -> list[str]:
+    row = ["    " + x for x in _reduce_row(group, body)]
+    return [PARALLEL, "  for (int64_t o = 0; o < n_outer; o++) {", *row, "  }"]
+
+
+def _reduce_row(group: Group, body: Body) -> list[str]:
+    """Everything one output row ``o`` needs: its reductions, then its stores."""
     have: set = set()
-    lines = [PARALLEL, "  for (int64_t o = 0; o < n_outer; o++) {"]
     row = [*_row_setup(group, body, "o"), *body.row_ready(have)]
     for s in body.reduces():
         src = s.args[0]
@@ -143,9 +231,7 @@ def _reduce(group: Group, body: Body) -> list[str]:
         row += ["  " + x for x in _store_lines(group, body, "full")]
         row.append("}")
     row += _store_lines(group, body, "row")
-    lines += ["    " + x for x in row]
-    lines.append("  }")
-    return lines
+    return row
 
 
 COLUMNS = 64  # columns per work item when reducing along a non-contiguous axis
