@@ -156,6 +156,22 @@ def test_matmul_epilogue_without_a_callable_blas(monkeypatch):
     check_all_targets(g, a, a.T.copy())
 
 
+def test_fused_matmul_holds_blas_at_one_thread_and_restores_it():
+    from lumi.compiler import cpu
+    from threadpoolctl import threadpool_info
+
+    def threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    before = threads()
+    with cpu.one_blas_thread(), cpu.one_blas_thread():
+        assert set(threads()) == {1}
+    assert threads() == before
+    a = np.ones((64, 64), np.float32)
+    lumi.compile(lumi.trace(lambda a: nn.gelu(a @ a), a), "cpu")(a)
+    assert threads() == before
+
+
 def test_matmul_rows_follow_a_symbolic_batch():
     g = lumi.trace(lambda x, w: nn.gelu(x @ w), lumi.spec(("batch", 16), "float32"), lumi.spec((16, 8), "float32"))
     w = np.random.default_rng(1).standard_normal((16, 8)).astype(np.float32)

@@ -18,6 +18,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from ..errors import ExecutionError
 
@@ -125,29 +126,35 @@ def load(path: Path, name: str):
     return fn
 
 
+class Gemm(NamedTuple):
+    address: int  # of the CBLAS ?gemm function
+    ilp64: bool  # 64-bit integer arguments
+
+
 @functools.cache
-def blas_gemm(dtype: str) -> tuple[int, bool] | None:
-    """NumPy's own CBLAS gemm for ``dtype`` as (function address, ILP64?), or None where NumPy's BLAS is
-    not an OpenBLAS whose symbol names tell its integer width (fused matmuls then call ``np.matmul``)."""
+def blas_gemm(dtype: str) -> Gemm | None:
+    """A CBLAS gemm for ``dtype`` from an OpenBLAS already loaded (NumPy's ILP64 build first), or None
+    where no OpenBLAS names its integer width in its symbols (fused matmuls then call ``np.matmul``)."""
     from threadpoolctl import threadpool_info
 
     p = {"float32": "s", "float64": "d"}[dtype]
-    for info in threadpool_info():
-        if info["user_api"] != "blas" or info["internal_api"] != "openblas":
-            continue
-        lib = ctypes.CDLL(info["filepath"])
-        for name, ilp64 in ((f"scipy_cblas_{p}gemm64_", True), (f"cblas_{p}gemm64_", True),
-                            (f"scipy_cblas_{p}gemm", False), (f"cblas_{p}gemm", False)):
+    libs = [ctypes.CDLL(i["filepath"]) for i in threadpool_info()
+            if i["user_api"] == "blas" and i["internal_api"] == "openblas"]
+    for name, ilp64 in ((f"scipy_cblas_{p}gemm64_", True), (f"cblas_{p}gemm64_", True),
+                        (f"scipy_cblas_{p}gemm", False), (f"cblas_{p}gemm", False)):
+        for lib in libs:
             fn = getattr(lib, name, None)
             if fn is not None:
-                return ctypes.cast(fn, ctypes.c_void_p).value, ilp64
+                return Gemm(ctypes.cast(fn, ctypes.c_void_p).value, ilp64)
     return None
 
 
 class _OneBlasThread:
-    """Holds NumPy's BLAS at one thread while fused matmuls run: each OpenMP thread calls it on its own
-    rows, and a multi-threaded BLAS would oversubscribe the cores (and leave its workers spinning
-    through the epilogue). Nested and concurrent holders share one setting; the last one restores it."""
+    """Holds every loaded BLAS at one thread while fused matmuls run. Each OpenMP thread calls BLAS on
+    its own rows, so a multi-threaded BLAS would oversubscribe the cores; and setting the thread count
+    also stops the workers OpenBLAS leaves spinning for a while after NumPy's last call (measured: they
+    cost the MLP block about 1.5 ms per call). Nested and concurrent holders share one setting; the
+    last one restores it."""
 
     def __init__(self):
         from threadpoolctl import ThreadpoolController

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -75,15 +76,16 @@ class Plan:
         def value(i: int):
             return _materialize(i, g, env, bindings)
 
-        for run, kernel in zip(self._runners, self.kernels):
-            try:
-                run(value, env, bindings)
-            except LumiError:
-                raise
-            except Exception as e:
-                node = g.nodes[max(kernel.nodes, key=lambda i: (g.nodes[i].loc is not None, i))]
-                raise ExecutionError(f"{describe(node)} in kernel {kernel.name} failed: "
-                                     f"{type(e).__name__}: {e}") from e
+        with be.session():
+            for run, kernel in zip(self._runners, self.kernels):
+                try:
+                    run(value, env, bindings)
+                except LumiError:
+                    raise
+                except Exception as e:
+                    node = g.nodes[max(kernel.nodes, key=lambda i: (g.nodes[i].loc is not None, i))]
+                    raise ExecutionError(f"{describe(node)} in kernel {kernel.name} failed: "
+                                         f"{type(e).__name__}: {e}") from e
         return [value(i) for i in g.outputs.values()]
 
 
@@ -112,6 +114,10 @@ def _library_source(step: LibraryStep, graph: Graph, target: str) -> str:
 class _NumpyBackend:
     """Host arrays; groups run through the blocked NumPy executor (target ``numpy``)."""
 
+    def session(self):
+        """Held around each call of the plan."""
+        return contextlib.nullcontext()
+
     def constant(self, i: int, c: np.ndarray):
         return c
 
@@ -138,7 +144,15 @@ class _CBackend(_NumpyBackend):
         from . import cpu
 
         cpu.build([k.source for st, k in zip(steps, kernels) if not isinstance(st, LibraryStep)])  # in parallel
+        self._fused_matmuls = any(isinstance(st, MatmulStep) for st in steps)
         return super().prepare_all(steps, kernels, graph)
+
+    def session(self):
+        # BLAS is held at one thread for the whole call, not only inside each matmul: that also stops
+        # the workers OpenBLAS leaves spinning after NumPy's last call before the plan's first kernel.
+        from . import cpu
+
+        return cpu.one_blas_thread() if self._fused_matmuls else contextlib.nullcontext()
 
     def prepare(self, step: Step, kernel: Kernel, graph: Graph) -> Callable:
         if isinstance(step, LibraryStep):
@@ -194,12 +208,12 @@ def _matmul_runner(step: MatmulStep, graph: Graph, path) -> Callable:
         (m, k), nn = a[0].shape, b[0].shape[1]
         c = env[n.id] = np.empty((m, nn), dtype=n.dtype)
         ptrs, syms = args(env, bindings)
-        addr = gemm[0] if gemm and c.size and k else None
-        if addr is None:
+        blas = gemm if gemm and c.size and k else None
+        if blas is None:
             np.matmul(a[0], b[0], out=c)
-        mm = (ctypes.c_void_p * 4)(addr, a[0].ctypes.data, b[0].ctypes.data, c.ctypes.data)
-        g = (ctypes.c_int64 * 8)(int(bool(gemm and gemm[1])), a[1], b[1], m, nn, k, a[2], b[2])
-        with cpu.one_blas_thread():
+        mm = (ctypes.c_void_p * 4)(blas and blas.address, a[0].ctypes.data, b[0].ctypes.data, c.ctypes.data)
+        g = (ctypes.c_int64 * 8)(int(bool(blas and blas.ilp64)), a[1], b[1], m, nn, k, a[2], b[2])
+        with cpu.one_blas_thread() if blas else contextlib.nullcontext():
             fn(ptrs, syms, mm, g)
 
     return run
@@ -246,6 +260,18 @@ def _render(step: Step, graph: Graph, target: str) -> Kernel:
     return Kernel(step.name, step.kind, step.nodes, render(step))
 
 
+def _device(target: str) -> str:
+    """The cache key's device: a CUDA plan holds kernels and constants on the device it first ran on."""
+    if target != "cuda":
+        return target
+    try:
+        import cupy
+
+        return f"cuda:{cupy.cuda.Device().id}"
+    except Exception:  # no CuPy or no driver: generating source needs neither
+        return target
+
+
 _CACHE: OrderedDict[tuple[str, str], Plan] = OrderedDict()
 _CACHE_SIZE = 128
 _CACHE_LOCK = threading.Lock()
@@ -256,13 +282,14 @@ def compile(graph: Graph, target: str = "cpu") -> Plan:  # noqa: A001 - the publ
 
     ``"cpu"``: C compiled by the system compiler (OpenMP, SIMD), BLAS for matmul. ``"numpy"``: the same
     groups run blockwise with NumPy (no compiler needed). ``"cuda"``: CUDA C++ launched through CuPy,
-    cuBLAS for matmul; generating it needs no device, running it does. Plans are cached by graph hash.
+    cuBLAS for matmul; generating it needs no device, running it does. Plans are cached by graph hash
+    and device.
     """
     if target not in TARGETS:
         raise UnsupportedOperation(f"unknown compile target {target!r}; use one of {', '.join(TARGETS)}")
     if not isinstance(graph, Graph):
         raise LumiError(f"lumi.compile takes a lumi.Graph (from lumi.trace or lumi.load), got {type(graph).__name__}")
-    key = (graph.hash, target)
+    key = (graph.hash, _device(target))
     with _CACHE_LOCK:
         if key in _CACHE:
             _CACHE.move_to_end(key)

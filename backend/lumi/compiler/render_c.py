@@ -102,7 +102,7 @@ def render_matmul(step: MatmulStep, dtype: str) -> str:
         f"typedef void (*gemm32){gemm.format(i='int32_t', t=t)};",
         f"typedef void (*gemm64){gemm.format(i='int64_t', t=t)};",
         f"void {step.name}(char **bufs, const int64_t *syms, void **mm, const int64_t *g) {{",
-        "  (void)bufs; (void)syms;",
+        *([] if call else ["  (void)bufs; (void)syms;"]),
         f"  const {t} *A = mm[1], *B = mm[2];",
         f"  {t} *Cm = mm[3];",
         "  const int64_t ta = g[1], tb = g[2], M = g[3], N = g[4], K = g[5], lda = g[6], ldb = g[7];",
