@@ -35,3 +35,27 @@ def test_worker_actor_runs_the_compiled_plan(ray_cluster):
         np.testing.assert_allclose(out[0], g.run(x, backend="numpy"), rtol=1e-5)
     finally:
         ray_cluster.kill(w)
+
+
+def _build_and_load(args: tuple[str, str, str]) -> bool:
+    home, source, name = args
+    import os
+
+    os.environ["LUMI_HOME"] = home
+    from lumi.compiler import cpu
+
+    return cpu.load(cpu.build([source])[0], name) is not None
+
+
+def test_workers_building_the_same_kernel_at_once_all_get_it(tmp_path):
+    # Several workers on one machine compile the same new kernel together: none may read a source
+    # file another is still writing, or load a library without the kernel in it.
+    from concurrent.futures import ProcessPoolExecutor
+
+    from lumi.compiler.render_c import PRELUDE
+
+    body = "\n".join(f"double f{i}(double x) {{ return sin(x * {i}.0) + {i}; }}" for i in range(400))
+    source = PRELUDE + body + "\nvoid k(char **bufs, const int64_t *syms) { (void)bufs; (void)syms; }\n"
+    with ProcessPoolExecutor(4) as pool:
+        assert all(pool.map(_build_and_load, [(str(tmp_path), source, "k")] * 8))
+    assert [p.suffix for p in sorted((tmp_path / "kernels").iterdir())] == [".c", ".so"]

@@ -105,16 +105,20 @@ def build(sources: list[str]) -> list[Path]:
             todo.append((src, path))
     procs = []
     for src, path in todo:
-        c_path = path.with_suffix(".c")
-        c_path.write_text(src)
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp.so")
-        procs.append((subprocess.Popen([tc.cc, *tc.flags, str(c_path), "-o", str(tmp), *tc.libs],
-                                       stderr=subprocess.PIPE, text=True), tmp, path))
-    for proc, tmp, path in procs:
+        # Every name this process writes is its own: workers on one machine build the same kernel at
+        # once, and a compiler reading a source another process is rewriting builds a library
+        # without the kernel in it. Finished files are renamed into place, which is atomic.
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
+        c_tmp, so_tmp = tmp.with_suffix(".tmp.c"), tmp.with_suffix(".tmp.so")
+        c_tmp.write_text(src)
+        procs.append((subprocess.Popen([tc.cc, *tc.flags, str(c_tmp), "-o", str(so_tmp), *tc.libs],
+                                       stderr=subprocess.PIPE, text=True), c_tmp, so_tmp, path))
+    for proc, c_tmp, so_tmp, path in procs:
         _, err = proc.communicate()
+        os.replace(c_tmp, path.with_suffix(".c"))  # kept beside the library, for reading
         if proc.returncode != 0:
             raise ExecutionError(f"the C compiler rejected a generated kernel ({path.with_suffix('.c')}):\n{err}")
-        os.replace(tmp, path)
+        os.replace(so_tmp, path)
     return paths
 
 
