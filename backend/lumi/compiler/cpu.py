@@ -122,10 +122,11 @@ def build(sources: list[str]) -> list[Path]:
     return paths
 
 
-def load(path: Path, name: str):
-    """The kernel function ``name`` from a built library: call it as ``fn(buffer_ptrs, symbol_values)``."""
+def load(path: Path, name: str, pointers: int = 2):
+    """The kernel function ``name`` from a built library, taking ``pointers`` pointer arguments: a
+    group kernel is ``fn(buffer_ptrs, symbol_values)``, a matmul kernel adds its BLAS operands and sizes."""
     fn = getattr(ctypes.CDLL(str(path)), name)
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    fn.argtypes = [ctypes.c_void_p] * pointers
     fn.restype = None
     return fn
 

@@ -269,7 +269,7 @@ def attach_epilogues(graph: Graph, steps: list[Step]) -> list[Step]:
         k += 1
         if not (isinstance(st, LibraryStep) and _plain_matmul(graph, st.node)):
             out.append(st)
-        elif isinstance(nxt, Group) and row_epilogue(graph, st.node, nxt):
+        elif isinstance(nxt, Group) and _row_epilogue(graph, st.node, nxt):
             out.append(MatmulStep(f"{st.name}_{nxt.name}", st.node, nxt))
             k += 1
         else:
@@ -283,11 +283,9 @@ def _plain_matmul(graph: Graph, mm: int) -> bool:
             and all(len(graph.nodes[s].shape) == 2 and graph.nodes[s].dtype == n.dtype for s in n.src))
 
 
-def row_epilogue(graph: Graph, mm: int, g: Group) -> bool:
-    """Whether group ``g`` can run on any block of rows of matmul ``mm`` as soon as those rows exist."""
+def _row_epilogue(graph: Graph, mm: int, g: Group) -> bool:
+    """Whether group ``g`` can run on any block of rows of plain matmul ``mm`` as soon as those rows exist."""
     n = graph.nodes[mm]
-    if not _plain_matmul(graph, mm):
-        return False
     reads = [ld for ld in g.loads if ld.buf == mm]
     if g.domain != tuple(n.shape) or not reads or any(ld.operand != mm or ld.level != "full" for ld in reads):
         return False  # the product read through a view (transposed, sliced) could need other threads' rows

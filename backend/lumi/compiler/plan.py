@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import os
 import sys
@@ -144,15 +145,17 @@ class _CBackend(_NumpyBackend):
         from . import cpu
 
         cpu.build([k.source for st, k in zip(steps, kernels) if not isinstance(st, LibraryStep)])  # in parallel
-        self._fused_matmuls = any(isinstance(st, MatmulStep) for st in steps)
+        self._calls_blas = any(isinstance(st, MatmulStep) and cpu.blas_gemm(graph.nodes[st.node].dtype)
+                               for st in steps)
         return super().prepare_all(steps, kernels, graph)
 
     def session(self):
-        # BLAS is held at one thread for the whole call, not only inside each matmul: that also stops
-        # the workers OpenBLAS leaves spinning after NumPy's last call before the plan's first kernel.
+        # While the plan's matmul kernels call BLAS from every thread, BLAS is held at one thread, for
+        # the whole call rather than per matmul: that also stops the workers OpenBLAS leaves spinning
+        # after NumPy's last call before the plan's first kernel.
         from . import cpu
 
-        return cpu.one_blas_thread() if self._fused_matmuls else contextlib.nullcontext()
+        return cpu.one_blas_thread() if self._calls_blas else contextlib.nullcontext()
 
     def prepare(self, step: Step, kernel: Kernel, graph: Graph) -> Callable:
         if isinstance(step, LibraryStep):
@@ -174,8 +177,6 @@ class _CBackend(_NumpyBackend):
 def _c_arguments(group: Group, graph: Graph) -> Callable:
     """A function of (env, bindings) that allocates the group's outputs in ``env`` and returns the
     kernel's ``(buffer pointers, symbol values)`` arguments."""
-    import ctypes
-
     reads, writes = buffers(group)
     outs = [(n, graph.nodes[n].shape, graph.nodes[n].dtype) for n in writes]
 
@@ -192,13 +193,10 @@ def _c_arguments(group: Group, graph: Graph) -> Callable:
 
 
 def _matmul_runner(step: MatmulStep, graph: Graph, path) -> Callable:
-    import ctypes
-
+    """Runs inside the session's BLAS hold (see ``_CBackend.session``) whenever it calls BLAS."""
     from . import cpu
 
-    fn = getattr(ctypes.CDLL(str(path)), step.name)
-    fn.argtypes = [ctypes.c_void_p] * 4
-    fn.restype = None
+    fn = cpu.load(path, step.name, pointers=4)
     n = graph.nodes[step.node]
     gemm = cpu.blas_gemm(n.dtype)
     args = _c_arguments(step.epilogue, graph) if step.epilogue else lambda env, bindings: (None, None)
@@ -213,8 +211,7 @@ def _matmul_runner(step: MatmulStep, graph: Graph, path) -> Callable:
             np.matmul(a[0], b[0], out=c)
         mm = (ctypes.c_void_p * 4)(blas and blas.address, a[0].ctypes.data, b[0].ctypes.data, c.ctypes.data)
         g = (ctypes.c_int64 * 8)(int(bool(blas and blas.ilp64)), a[1], b[1], m, nn, k, a[2], b[2])
-        with cpu.one_blas_thread() if blas else contextlib.nullcontext():
-            fn(ptrs, syms, mm, g)
+        fn(ptrs, syms, mm, g)
 
     return run
 
