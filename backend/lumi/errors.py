@@ -36,3 +36,22 @@ class Busy(LumiError):
 
     def __reduce__(self):
         return (type(self), (str(self), self.retry_after))
+
+
+class QuotaExceeded(LumiError):
+    """A tenant asked for more than its tier's quota (``quota`` names which: replicas, gpus, ...)."""
+
+    def __init__(self, message: str, quota: str = ""):
+        super().__init__(message)
+        self.quota = quota
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.quota))
+
+
+class TooLarge(LumiError):
+    """A request or its answer is past a size limit (HTTP 413); split the batch."""
+
+
+class GraphTooLarge(TooLarge):
+    """A graph is past the node or compile-time budget that serving admits (refused at deploy)."""

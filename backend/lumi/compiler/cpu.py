@@ -12,6 +12,7 @@ import ctypes
 import functools
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -120,6 +121,34 @@ def build(sources: list[str]) -> list[Path]:
             raise ExecutionError(f"the C compiler rejected a generated kernel ({path.with_suffix('.c')}):\n{err}")
         os.replace(so_tmp, path)
     return paths
+
+
+_PLACEHOLDER = "LUMI_KERNEL_SYMBOL"
+
+
+def build_kernels(kernels: list[tuple[str, str]]) -> dict[str, tuple[Path, str]]:
+    """Build named kernel sources; returns each name's ``(library, symbol)``.
+
+    Kernels that differ only in their names (a repeated layer, a long chain split by the group cap)
+    are compiled once, under a symbol named by the hash of their source. The distinct ones are bundled
+    into at most one translation unit per core, so a plan of hundreds of kernels costs a few compiler
+    runs instead of hundreds.
+    """
+    from .render_c import bundle
+
+    unique: dict[str, str] = {}
+    symbol_of: dict[str, str] = {}
+    for name, source in kernels:
+        canonical = re.sub(rf"(?<![A-Za-z0-9]){re.escape(name)}(?![A-Za-z0-9])", _PLACEHOLDER, source)
+        symbol = "k_" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        unique.setdefault(symbol, canonical.replace(_PLACEHOLDER, symbol))
+        symbol_of[name] = symbol
+    symbols = sorted(unique)
+    n = max(1, min(os.cpu_count() or 1, len(symbols) // 4))
+    chunks = [symbols[i::n] for i in range(n)]
+    paths = build([bundle([unique[s] for s in chunk]) for chunk in chunks])
+    library = {s: path for chunk, path in zip(chunks, paths) for s in chunk}
+    return {name: (library[symbol], symbol) for name, symbol in symbol_of.items()}
 
 
 def load(path: Path, name: str, pointers: int = 2):

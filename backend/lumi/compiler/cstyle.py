@@ -156,10 +156,17 @@ class Body:
     def __init__(self, group: Group, d: Dialect, ptrs: dict[int, str]):
         self.g, self.d, self.ptrs = group, d, ptrs
         self.by_node = {s.node: s for s in group.stmts}
+        # values are named by their place in the group, not their graph node id: a repeated layer's
+        # kernels then have one source, and are compiled once
+        self._local = {s.node: k for k, s in enumerate(group.stmts)}
         n_out = len(group.outer)
         self.outer_idx = [f"o{k}" for k in range(n_out)]
         self.inner_idx = [f"r{k}" for k in range(len(group.inner))]
         self.row_suffix = ""  # "[j]" where row values are arrays over a block of columns
+
+    def n(self, node: int) -> int:
+        """The local number of the value statement ``node`` computes (``v<n>``, ``acc<n>``)."""
+        return self._local[node]
 
     def ctype(self, dtype: str) -> str:
         return self.d.compute[dtype]
@@ -168,7 +175,7 @@ class Body:
         kind, i = ref
         if kind == "load":
             return f"l{i}"
-        return f"v{i}{self.row_suffix}" if self.by_node[i].level == "row" else f"v{i}"
+        return f"v{self.n(i)}{self.row_suffix}" if self.by_node[i].level == "row" else f"v{self.n(i)}"
 
     def arg_dtype(self, ref: tuple[str, int]) -> str:
         kind, i = ref
@@ -185,30 +192,31 @@ class Body:
         a = [self.arg(r) for r in s.args]
         value = op_expr(s, a, self.arg_dtype(s.args[0]), self.d)
         if s.level == "row" and self.row_suffix:
-            return f"v{s.node}{self.row_suffix} = {value};"
-        return f"const {self.ctype(s.dtype)} v{s.node} = {value};"
+            return f"v{self.n(s.node)}{self.row_suffix} = {value};"
+        return f"const {self.ctype(s.dtype)} v{self.n(s.node)} = {value};"
 
     def cone(self, targets: list[tuple[str, int]], have: set) -> list[str]:
-        """Lines computing the full-level values ``targets`` need, given values already in ``have``."""
+        """Lines computing the full-level values ``targets`` need, given values already in ``have``.
+
+        A depth-first walk with an explicit stack: a fused chain can be thousands of statements deep.
+        """
         lines, seen = [], set(have)
-
-        def visit(ref):
-            if ref in seen:
-                return
-            seen.add(ref)
-            kind, i = ref
-            if kind == "stmt" and self.by_node[i].level == "row":
-                return  # computed once per row, before the inner loop
-            if kind == "load":
-                lines.append(self.load_line(i, self.g.loads[i], row_context=False))
-                return
-            s = self.by_node[i]
-            for r in s.args:
-                visit(r)
-            lines.append(self.stmt_line(s))
-
-        for t in targets:
-            visit(t)
+        for target in targets:
+            stack = [(target, False)]
+            while stack:
+                ref, operands_done = stack.pop()
+                kind, i = ref
+                if operands_done:
+                    lines.append(self.stmt_line(self.by_node[i]))
+                    continue
+                if ref in seen:
+                    continue
+                seen.add(ref)
+                if kind == "load":
+                    lines.append(self.load_line(i, self.g.loads[i], row_context=False))
+                elif self.by_node[i].level != "row":  # row values are computed once per row, before the loop
+                    stack.append((ref, True))
+                    stack.extend((r, False) for r in reversed(self.by_node[i].args))
         return lines
 
     def row_ready(self, have: set) -> list[str]:

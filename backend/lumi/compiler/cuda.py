@@ -94,6 +94,8 @@ class CudaBackend:
                 grid = min(max(1, -(-n_outer * n_inner // BLOCK)), MAX_GRID)
             else:
                 grid = min(max(1, n_outer), MAX_GRID)
+            for b in reads:  # kernels compute row-major offsets from a bare pointer
+                env[b] = cp.ascontiguousarray(env[b])
             args = [env[b] for b in reads] + [env[n] for n, _, _ in outs]
             args += [np.int64(bindings[s]) for s in group.symbols]
             fn((grid,), (BLOCK,), tuple(args))

@@ -14,6 +14,7 @@ Every group iterates over one domain ``X`` (a graph shape) split into *outer* (k
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -119,65 +120,86 @@ def _strip1(shape) -> list:
     return [d for d in shape if d != 1]
 
 
+MAX_GROUP_NODES = 256  # past this a fused chain starts a new kernel: compile time and code size stay bounded
+
+
+@dataclass
+class _Members:
+    """A group being formed: its nodes (ascending), domain ``(X, reduced axes or None)`` and roles."""
+
+    nodes: list[int]
+    domain: tuple
+    roles: dict[int, str]
+
+
 class _Fusion:
+    """Greedy fusion in topological order. Each candidate join is checked incrementally: the new node's
+    role and the paths from its own operands, so fusing a long chain costs time linear in its length."""
+
     def __init__(self, graph: Graph):
         self.g = graph
         self.group_of: dict[int, int] = {}
-        self.members: dict[int, list[int]] = {}
+        self.groups: dict[int, _Members] = {}
+        self._resolved: dict[int, tuple[int, list[int]]] = {}
 
     def kind(self, i: int) -> str:
         return OPS[self.g.nodes[i].op].kind
+
+    def resolve(self, i: int) -> tuple[int, list[int]]:
+        if i not in self._resolved:
+            self._resolved[i] = resolve(self.g, i)
+        return self._resolved[i]
+
+    def _reduce_key(self, r: int) -> tuple:
+        nodes = self.g.nodes
+        return tuple(nodes[nodes[r].src[0]].shape), tuple(nodes[r].attrs["axes"])
 
     def domain(self, members) -> tuple | None:
         nodes = self.g.nodes
         reduces = [m for m in members if self.kind(m) == "reduce"]
         if reduces:
-            keys = {(tuple(nodes[nodes[r].src[0]].shape), tuple(nodes[r].attrs["axes"])) for r in reduces}
+            keys = {self._reduce_key(r) for r in reduces}
             return keys.pop() if len(keys) == 1 else None
         shapes = {tuple(nodes[m].shape) for m in members}
         return (shapes.pop(), None) if len(shapes) == 1 else None
 
-    def roles(self, members) -> dict[int, str] | None:
+    def roles(self, members, dom) -> dict[int, str] | None:
         """Each member's level in a group of these members, or None if they cannot share a kernel."""
-        dom = self.domain(members)
-        if dom is None:
-            return None
-        X, A = dom
-        nodes, mset = self.g.nodes, set(members)
-        keep = None if A is None else tuple(1 if i in A else d for i, d in enumerate(X))
         roles: dict[int, str] = {}
+        mset = set(members)
         for m in sorted(members):
-            n = nodes[m]
-            want = set()
-            for s in n.src:
-                base, chain = resolve(self.g, s)
-                if base not in mset:
-                    continue
-                if not chain:
-                    want.add(roles[base])
-                elif roles[base] == "row" and self._is_bcast(chain, X, keep):
-                    want.add("bcast")
-                elif roles[base] == "row" and all(nodes[c].op == "reshape" for c in chain):
-                    want.add("rowview")
-                else:
-                    return None  # a view other than a broadcast-back: the operand must be materialized
-            if A is None:
-                if want - {"full"}:
-                    return None
-                roles[m] = "full"
-            elif self.kind(m) == "reduce":
-                if want - {"full"}:
-                    return None
-                roles[m] = "row"
-            elif want & {"full", "bcast"} or (not want and tuple(n.shape) == X):
-                if tuple(n.shape) != X or "rowview" in want:
-                    return None
-                roles[m] = "full"
-            elif _strip1(n.shape) == _strip1(keep):
-                roles[m] = "row"
-            else:
+            role = self._role(m, mset, roles, dom)
+            if role is None:
                 return None
+            roles[m] = role
         return roles
+
+    def _role(self, m: int, mset, roles: Mapping[int, str], dom: tuple) -> str | None:
+        """Member ``m``'s level, given the levels of the members it reads, or None if it cannot join."""
+        X, A = dom
+        nodes = self.g.nodes
+        n = nodes[m]
+        keep = None if A is None else tuple(1 if i in A else d for i, d in enumerate(X))
+        want = set()
+        for s in n.src:
+            base, chain = self.resolve(s)
+            if base not in mset:
+                continue
+            if not chain:
+                want.add(roles[base])
+            elif roles[base] == "row" and self._is_bcast(chain, X, keep):
+                want.add("bcast")
+            elif roles[base] == "row" and all(nodes[c].op == "reshape" for c in chain):
+                want.add("rowview")
+            else:
+                return None  # a view other than a broadcast-back: the operand must be materialized
+        if A is None:
+            return None if want - {"full"} else "full"
+        if self.kind(m) == "reduce":
+            return None if want - {"full"} else "row"
+        if want & {"full", "bcast"} or (not want and tuple(n.shape) == X):
+            return None if tuple(n.shape) != X or "rowview" in want else "full"
+        return "row" if _strip1(n.shape) == _strip1(keep) else None
 
     def _is_bcast(self, chain, X, keep) -> bool:
         nodes = self.g.nodes
@@ -189,29 +211,61 @@ class _Fusion:
             and all(nodes[c].op == "reshape" for c in chain[:-1])
         )
 
-    def acyclic(self, mset: set[int]) -> bool:
-        """No path leaves the member set and comes back into it."""
-        nodes = self.g.nodes
-        stack = []
-        for m in mset:
-            for s in nodes[m].src:
-                base, _ = resolve(self.g, s)
-                if base not in mset:
-                    stack.append(base)
-        seen = set()
+    def _reaches(self, starts: list[int], mset, lo: int) -> bool:
+        """Whether a path from one of ``starts`` (outside the set) leads back into ``mset``, whose first
+        member is ``lo``. Operands come before their users, so no node numbered below ``lo`` is searched."""
+        stack, seen = [i for i in starts if i >= lo], set()
         while stack:
             i = stack.pop()
             if i in seen:
                 continue
             seen.add(i)
-            for s in nodes[i].src:
+            for s in self.g.nodes[i].src:
                 if s in mset:
-                    return False
-                stack.append(s)
+                    return True
+                if s >= lo:
+                    stack.append(s)
+        return False
+
+    def _outside_operands(self, members, mset) -> list[int]:
+        return [b for m in members for b in (self.resolve(s)[0] for s in self.g.nodes[m].src) if b not in mset]
+
+    def join(self, grp: _Members, n: int) -> bool:
+        """Add node ``n`` (numbered after all of ``grp``'s members) to ``grp`` if it can join."""
+        if len(grp.nodes) >= MAX_GROUP_NODES:
+            return False
+        X, A = grp.domain
+        if self.kind(n) == "reduce" and A is None:  # the group becomes a reduction: every level changes
+            nodes = [*grp.nodes, n]
+            dom = self.domain(nodes)
+            roles = None if dom is None else self.roles(nodes, dom)
+            if roles is None or self._reaches(self._outside_operands([n], roles), roles, nodes[0]):
+                return False
+            grp.nodes, grp.domain, grp.roles = nodes, dom, roles
+            return True
+        if (self.kind(n) == "reduce" and self._reduce_key(n) != grp.domain) or (
+                A is None and tuple(self.g.nodes[n].shape) != X):
+            return False
+        # n's operands come before it and it reads none of its own outputs, so the members without n
+        # decide both its role and whether a path from its operands leads back into the group
+        role = self._role(n, grp.roles, grp.roles, grp.domain)
+        if role is None or self._reaches(self._outside_operands([n], grp.roles), grp.roles, grp.nodes[0]):
+            return False
+        grp.nodes.append(n)
+        grp.roles[n] = role
         return True
 
-    def fits(self, members) -> bool:
-        return self.roles(members) is not None and self.acyclic(set(members))
+    def merged(self, a: _Members, b: _Members) -> _Members | None:
+        """Two groups as one, or None if they cannot share a kernel."""
+        if len(a.nodes) + len(b.nodes) > MAX_GROUP_NODES:
+            return None
+        nodes = sorted(a.nodes + b.nodes)
+        mset = set(nodes)
+        dom = self.domain(nodes)
+        roles = None if dom is None else self.roles(nodes, dom)
+        if roles is None or self._reaches(self._outside_operands(nodes, mset), mset, nodes[0]):
+            return None
+        return _Members(nodes, dom, roles)
 
     def run(self) -> None:
         for n in self.g.nodes:
@@ -219,22 +273,21 @@ class _Fusion:
                 continue
             cands = []
             for s in n.src:
-                base, _ = resolve(self.g, s)
-                gid = self.group_of.get(base)
+                gid = self.group_of.get(self.resolve(s)[0])
                 if gid is not None and gid not in cands:
                     cands.append(gid)
-            target = next((c for c in cands if self.fits(self.members[c] + [n.id])), None)
+            target = next((c for c in cands if self.join(self.groups[c], n.id)), None)
             if target is None:
-                target = n.id
-                self.members[target] = []
-            self.members[target].append(n.id)
+                target, dom = n.id, self.domain([n.id])
+                self.groups[target] = _Members([n.id], dom, self.roles([n.id], dom))
             self.group_of[n.id] = target
             for h in cands:
-                if h != target and h in self.members and self.fits(self.members[target] + self.members[h]):
-                    moved = self.members.pop(h)
-                    for m in moved:
-                        self.group_of[m] = target
-                    self.members[target] = sorted(self.members[target] + moved)
+                if h != target and h in self.groups:
+                    both = self.merged(self.groups[target], self.groups[h])
+                    if both is not None:
+                        for m in self.groups.pop(h).nodes:
+                            self.group_of[m] = target
+                        self.groups[target] = both
 
 
 def fuse(graph: Graph) -> list[Step]:
@@ -249,7 +302,7 @@ def fuse(graph: Graph) -> list[Step]:
             consumers.setdefault(resolve(graph, s)[0], set()).add(n.id)
     outputs = {resolve(graph, i)[0] for i in graph.outputs.values()}
     steps: list[Step] = []
-    for members in f.members.values():
+    for members in (list(grp.nodes) for grp in f.groups.values()):
         stored = [m for m in members if m in outputs or any(f.group_of.get(u) != f.group_of[m]
                                                              for u in consumers.get(m, ()))]
         steps.append(_lower(f, sorted(members), stored))
@@ -297,8 +350,8 @@ def _row_epilogue(graph: Graph, mm: int, g: Group) -> bool:
 
 def _lower(f: _Fusion, members: list[int], stored: list[int]) -> Group:
     g, nodes = f.g, f.g.nodes
-    roles = f.roles(members)
-    X, A = f.domain(members)
+    grp = f.groups[f.group_of[members[0]]]
+    roles, (X, A) = grp.roles, grp.domain
     mset = set(members)
     if A is None:
         perm, keep, n_red = tuple(range(len(X))), X, 0
@@ -364,22 +417,31 @@ def _lower(f: _Fusion, members: list[int], stored: list[int]) -> Group:
 
 
 def _order(graph: Graph, steps: list[Step]) -> list[Step]:
-    """Topological order of steps (each after the producers of what it reads)."""
+    """Topological order of steps (each after the producers of what it reads), the earliest-numbered
+    ready step first."""
     producer = {}
     for k, st in enumerate(steps):
         for node in (st.node,) if isinstance(st, LibraryStep) else st.nodes:
             producer[node] = k
-    deps = []
-    for st in steps:
+    waiting = [0] * len(steps)
+    users: list[list[int]] = [[] for _ in steps]
+    for k, st in enumerate(steps):
         reads = [ld.buf for ld in st.loads if ld.buf is not None] if isinstance(st, Group) else [
             resolve(graph, s)[0] for s in graph.nodes[st.node].src]
-        deps.append({producer[b] for b in reads if b in producer})
-    done, order = set(), []
-    while len(order) < len(steps):
-        ready = [k for k in range(len(steps)) if k not in done and deps[k] <= done]
-        k = min(ready, key=lambda k: min(steps[k].nodes) if isinstance(steps[k], Group) else steps[k].node)
-        done.add(k)
+        for p in {producer[b] for b in reads if b in producer}:
+            waiting[k] += 1
+            users[p].append(k)
+    first = [min(st.nodes) if isinstance(st, Group) else st.node for st in steps]
+    ready = [(first[k], k) for k in range(len(steps)) if waiting[k] == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        _, k = heapq.heappop(ready)
         order.append(steps[k])
+        for u in users[k]:
+            waiting[u] -= 1
+            if waiting[u] == 0:
+                heapq.heappush(ready, (first[u], u))
     return order
 
 

@@ -88,8 +88,8 @@ def render_matmul(step: MatmulStep, dtype: str) -> str:
     gemm = "(int, int, int, {i}, {i}, {i}, {t}, const {t} *, {i}, const {t} *, {i}, {t}, {t} *, {i})"
     lines, call = [], ""
     if group is not None:
-        body, lines = _header(group, "static void rows(char **bufs, const int64_t *syms, int64_t o_lo, "
-                                     "int64_t o_hi, int64_t r_lo, int64_t r_hi) {")
+        body, lines = _header(group, f"static void {step.name}_rows(char **bufs, const int64_t *syms, "
+                                     "int64_t o_lo, int64_t o_hi, int64_t r_lo, int64_t r_hi) {")
         if group.kind == "elementwise":
             lines += ["  (void)n_outer;", "  for (int64_t o = o_lo; o < o_hi; o++) {",
                       *("    " + x for x in _elementwise_row(group, body)), "  }", "}"]
@@ -97,10 +97,10 @@ def render_matmul(step: MatmulStep, dtype: str) -> str:
             lines += ["  (void)r_lo; (void)r_hi;", "  for (int64_t o = o_lo; o < o_hi; o++) {",
                       *("    " + x for x in _reduce_row(group, body)), "  }", "}"]
         flat = group.kind == "elementwise" and not group.outer
-        call = f"    if (hi > lo) rows(bufs, syms, {'0, 1, lo * N, hi * N' if flat else 'lo, hi, 0, N'});"
+        call = f"    if (hi > lo) {step.name}_rows(bufs, syms, {'0, 1, lo * N, hi * N' if flat else 'lo, hi, 0, N'});"
     lines += [
-        f"typedef void (*gemm32){gemm.format(i='int32_t', t=t)};",
-        f"typedef void (*gemm64){gemm.format(i='int64_t', t=t)};",
+        f"typedef void (*gemm32_{t}){gemm.format(i='int32_t', t=t)};",
+        f"typedef void (*gemm64_{t}){gemm.format(i='int64_t', t=t)};",
         f"void {step.name}(char **bufs, const int64_t *syms, void **mm, const int64_t *g) {{",
         *([] if call else ["  (void)bufs; (void)syms;"]),
         f"  const {t} *A = mm[1], *B = mm[2];",
@@ -116,17 +116,23 @@ def render_matmul(step: MatmulStep, dtype: str) -> str:
         "    const int64_t lo = M * t / nt, hi = M * (t + 1) / nt;",
         f"    const {t} *a = A + (ta ? lo : lo * lda);",
         "    if (hi > lo && mm[0] && g[0]) {",
-        "      ((gemm64)mm[0])(101, ta ? 112 : 111, tb ? 112 : 111, hi - lo, N, K, 1, a, lda, B, ldb, 0,",
+        f"      ((gemm64_{t})mm[0])(101, ta ? 112 : 111, tb ? 112 : 111, hi - lo, N, K, 1, a, lda, B, ldb, 0,",
         "                      Cm + lo * N, N);",
         "    } else if (hi > lo && mm[0]) {",
-        "      ((gemm32)mm[0])(101, ta ? 112 : 111, tb ? 112 : 111, (int32_t)(hi - lo), (int32_t)N, (int32_t)K, 1, a,",
-        "                      (int32_t)lda, B, (int32_t)ldb, 0, Cm + lo * N, (int32_t)N);",
+        f"      ((gemm32_{t})mm[0])(101, ta ? 112 : 111, tb ? 112 : 111, (int32_t)(hi - lo), (int32_t)N,",
+        "                      (int32_t)K, 1, a, (int32_t)lda, B, (int32_t)ldb, 0, Cm + lo * N, (int32_t)N);",
         "    }",
         *([call] if call else []),
         "  }",
         "}",
     ]
     return PRELUDE + "#ifdef _OPENMP\n#include <omp.h>\n#endif\n" + "\n".join(lines) + "\n"
+
+
+def bundle(sources: list[str]) -> str:
+    """One translation unit holding several kernels' sources (each as :func:`render` or
+    :func:`render_matmul` made it): the compiler starts and reads the prelude once for all of them."""
+    return PRELUDE + "\n".join(s.removeprefix(PRELUDE) for s in sources)
 
 
 def _header(group: Group, signature: str) -> tuple[Body, list[str]]:
@@ -159,7 +165,7 @@ def _store_lines(group: Group, body: Body, level: str) -> list[str]:
         if st.level != level:
             continue
         idx = body.outer_idx + (body.inner_idx if level == "full" else ["0"] * len(body.inner_idx))
-        lines.append(f"out{k}[{index_expr(st.access, idx)}] = {C.store(f'v{st.node}', st.dtype)};")
+        lines.append(f"out{k}[{index_expr(st.access, idx)}] = {C.store(f'v{body.n(st.node)}', st.dtype)};")
     return lines
 
 
@@ -204,7 +210,7 @@ def _reduce_row(group: Group, body: Body) -> list[str]:
     for s in body.reduces():
         src = s.args[0]
         t = body.acc_type(s.dtype)
-        acc, v = f"acc{s.node}", body.arg(src)
+        acc, v = f"acc{body.n(s.node)}", body.arg(src)
         floating = s.dtype in ("float16", "float32", "float64")
         row.append(f"{t} {acc} = {reduce_init(s.op, s.dtype, C)};")
         if s.op == "sum":
@@ -212,16 +218,16 @@ def _reduce_row(group: Group, body: Body) -> list[str]:
         else:
             clause, combine = f"reduction(max:{acc})", f"{acc} = {v} > {acc} ? {v} : {acc};"
             if floating:
-                row.append(f"int nan{s.node} = 0;")
-                clause += f" reduction(|:nan{s.node})"
-                combine += f" nan{s.node} |= {v} != {v};"
+                row.append(f"int nan{body.n(s.node)} = 0;")
+                clause += f" reduction(|:nan{body.n(s.node)})"
+                combine += f" nan{body.n(s.node)} |= {v} != {v};"
         row.append(f"#pragma omp simd {clause}")
         row.append("for (int64_t r = 0; r < n_inner; r++) {")
         row += ["  " + x for x in _inner_setup(group, body) + body.cone([src], set()) + [combine]]
         row.append("}")
         if s.op == "max" and floating:
-            row.append(f"if (nan{s.node}) {acc} = {C.nan[s.dtype]};")
-        row.append(f"const {body.ctype(s.dtype)} v{s.node} = {acc};")
+            row.append(f"if (nan{body.n(s.node)}) {acc} = {C.nan[s.dtype]};")
+        row.append(f"const {body.ctype(s.dtype)} v{body.n(s.node)} = {acc};")
         have.add(("stmt", s.node))
         row += body.row_ready(have)
     full = [st for st in group.stores if st.level == "full"]
@@ -266,12 +272,12 @@ def _reduce_columns(group: Group, body: Body) -> list[str]:
     row = ["const int64_t orest = p / n_cb, c0 = (p % n_cb) * " + str(COLUMNS) + ";",
            f"const int64_t cn = n_cols - c0 < {COLUMNS} ? n_cols - c0 : {COLUMNS};",
            *unravel("orest", list(group.outer[:-1]), body.outer_idx[:-1], "int64_t")]
-    row += [f"{body.ctype(s.dtype)} v{s.node}[{COLUMNS}];" for s in group.stmts if s.level == "row"]
+    row += [f"{body.ctype(s.dtype)} v{body.n(s.node)}[{COLUMNS}];" for s in group.stmts if s.level == "row"]
     have: set = set()
     row += over_block(body.row_ready(have))
     for s in body.reduces():
         src, t = s.args[0], body.acc_type(s.dtype)
-        acc, v = f"acc{s.node}", body.arg(src)
+        acc, v = f"acc{body.n(s.node)}", body.arg(src)
         floating = s.dtype in ("float16", "float32", "float64")
         row.append(f"{t} {acc}[{COLUMNS}];")
         init = [f"{acc}[j] = {reduce_init(s.op, s.dtype, C)};"]
@@ -280,17 +286,17 @@ def _reduce_columns(group: Group, body: Body) -> list[str]:
         else:
             combine = f"{acc}[j] = {v} > {acc}[j] ? {v} : {acc}[j];"
             if floating:
-                row.append(f"int nan{s.node}[{COLUMNS}];")
-                init.append(f"nan{s.node}[j] = 0;")
-                combine += f" nan{s.node}[j] |= {v} != {v};"
+                row.append(f"int nan{body.n(s.node)}[{COLUMNS}];")
+                init.append(f"nan{body.n(s.node)}[j] = 0;")
+                combine += f" nan{body.n(s.node)}[j] |= {v} != {v};"
         row += over_block(init)
         row.append("for (int64_t r = 0; r < n_inner; r++) {")
         row += ["  " + x for x in _inner_setup(group, body)]
         row += ["  " + x for x in over_block(body.cone([src], set()) + [combine])]
         row.append("}")
-        fin = [f"v{s.node}[j] = {acc}[j];"]
+        fin = [f"v{body.n(s.node)}[j] = {acc}[j];"]
         if s.op == "max" and floating:
-            fin = [f"v{s.node}[j] = nan{s.node}[j] ? {C.nan[s.dtype]} : {acc}[j];"]
+            fin = [f"v{body.n(s.node)}[j] = nan{body.n(s.node)}[j] ? {C.nan[s.dtype]} : {acc}[j];"]
         have.add(("stmt", s.node))
         row += over_block(fin + body.row_ready(have))
     full = [st for st in group.stores if st.level == "full"]

@@ -70,7 +70,8 @@ def render(group: Group) -> str:
 
 def _stores(group: Group, body: Body, level: str) -> list[str]:
     idx_inner = body.inner_idx if level == "full" else ["0"] * len(body.inner_idx)
-    return [f"out{k}[{index_expr(st.access, body.outer_idx + idx_inner)}] = {CUDA.store(f'v{st.node}', st.dtype)};"
+    return [f"out{k}[{index_expr(st.access, body.outer_idx + idx_inner)}] = "
+            f"{CUDA.store(f'v{body.n(st.node)}', st.dtype)};"
             for k, st in enumerate(group.stores) if st.level == level]
 
 
@@ -93,14 +94,14 @@ def _reduce(group: Group, body: Body) -> list[str]:
     row = [*unravel("o", list(group.outer), body.outer_idx, "long long"), *body.row_ready(have)]
     for s in body.reduces():
         src, t = s.args[0], body.acc_type(s.dtype)
-        acc, v, op = f"acc{s.node}", body.arg(src), "LumiSum" if s.op == "sum" else "LumiMax"
+        acc, v, op = f"acc{body.n(s.node)}", body.arg(src), "LumiSum" if s.op == "sum" else "LumiMax"
         row.append(f"{t} {acc} = {reduce_init(s.op, s.dtype, CUDA)};")
         row.append("for (long long r = threadIdx.x; r < n_inner; r += blockDim.x) {")
         loop = unravel("r", list(group.inner), body.inner_idx, "long long") + body.cone([src], set())
         loop.append(f"{acc} = {op}::f<{t}>({acc}, ({t}){v});")
         row += ["  " + x for x in loop]
         row.append("}")
-        row.append(f"const {body.ctype(s.dtype)} v{s.node} = lumi_block_reduce<{op}, {t}>({acc}, lumi_sh);")
+        row.append(f"const {body.ctype(s.dtype)} v{body.n(s.node)} = lumi_block_reduce<{op}, {t}>({acc}, lumi_sh);")
         have.add(("stmt", s.node))
         row += body.row_ready(have)
     full = [st for st in group.stores if st.level == "full"]

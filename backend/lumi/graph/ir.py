@@ -106,6 +106,8 @@ class Graph:
         out = []
         for (name, shape, dtype), v in zip(specs, values):
             a = np.asarray(v)
+            if not a.dtype.isnative:  # same values in this machine's byte order: nothing is reinterpreted
+                a = a.astype(a.dtype.newbyteorder("="))
             if a.dtype.name != dtype:
                 raise ShapeError(
                     f"input {name!r} expects {dtype}{S.fmt(shape)}, got {a.dtype.name}{S.fmt(a.shape)}; "
