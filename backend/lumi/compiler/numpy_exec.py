@@ -39,12 +39,12 @@ def run_group(group: Group, value: Callable[[int], np.ndarray], env: dict, bindi
     keep = tuple(1 if i in reduced else d for i, d in enumerate(X))
     leaves = []
     for ld in group.loads:
-        if ld.buf is None:
-            leaves.append(np.asarray(ld.value, dtype=ld.dtype))
-            continue
-        a = value(ld.operand)
-        if ld.level == "row":
-            a = a.reshape(keep)
+        if ld.buf is None:  # a literal, broadcast (zero-stride) so that reductions see its extent
+            a = np.broadcast_to(np.asarray(ld.value, dtype=ld.dtype), keep if ld.level == "row" else X)
+        else:
+            a = value(ld.operand)
+            if ld.level == "row":
+                a = a.reshape(keep)
         leaves.append(a.transpose(group.perm))
     outs = []
     for st in group.stores:

@@ -69,7 +69,8 @@ class Plan:
         with self._lock:
             if self._runners is None:
                 self._backend = _backend(self.target)
-                self._runners = self._backend.prepare_all(self._steps, self.kernels, self.graph)
+                runners = self._backend.prepare_all(self._steps, self.kernels, self.graph)
+                self._runners = [_refuse_empty_max(st, self.graph, run) for st, run in zip(self._steps, runners)]
         be, g = self._backend, self.graph
         env: dict[int, object] = {i: be.constant(i, c) for i, c in g.constants.items()}
         for name, v in zip(g.inputs, values):
@@ -89,6 +90,24 @@ class Plan:
                     raise ExecutionError(f"{describe(node)} in kernel {kernel.name} failed: "
                                          f"{type(e).__name__}: {e}") from e
         return [value(i) for i in g.outputs.values()]
+
+
+def _refuse_empty_max(step: Step, graph: Graph, run: Callable) -> Callable:
+    """``run``, first refusing a ``max`` over an axis of length 0 as NumPy does (it has no identity;
+    a kernel would return -inf)."""
+    group = step.epilogue if isinstance(step, MatmulStep) else step
+    if not isinstance(group, Group) or not any(s.op == "max" for s in group.stmts):
+        return run
+    node = graph.nodes[next(s.node for s in group.stmts if s.op == "max")]
+    reduced = [group.domain[a] for a in group.perm[len(group.domain) - group.n_reduced:]]
+
+    def checked(value, env, bindings):
+        if 0 in S.resolve(reduced, bindings):
+            raise ExecutionError(f"{describe(node)}: max over a zero-size axis has no identity (NumPy refuses "
+                                 "it too); check for an empty input before reducing it")
+        run(value, env, bindings)
+
+    return checked
 
 
 def _materialize(i: int, g: Graph, env: dict, bindings: Mapping[str, int]):
