@@ -55,3 +55,16 @@ class TooLarge(LumiError):
 
 class GraphTooLarge(TooLarge):
     """A graph is past the node or compile-time budget that serving admits (refused at deploy)."""
+
+
+class IndexOutOfRange(LumiError):
+    """An index (a gathered token id, say) is past the end of the axis it indexes: bad input (HTTP 400);
+    nothing was read there."""
+
+    def __init__(self, value: int, axis: int, size: int, where: str = ""):
+        super().__init__(f"index {value} is out of range for axis {axis} of size {size}{where}; valid indices "
+                         f"are -{size} to {size - 1}")
+        self.value, self.axis, self.size, self.where = value, axis, size, where
+
+    def __reduce__(self):
+        return (type(self), (self.value, self.axis, self.size, self.where))

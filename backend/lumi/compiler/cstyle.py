@@ -174,7 +174,7 @@ class Body:
     def arg(self, ref: tuple[str, int]) -> str:
         kind, i = ref
         if kind == "load":
-            return f"l{i}"
+            return f"b{i}" if self.g.loads[i].indexed else f"l{i}"
         return f"v{self.n(i)}{self.row_suffix}" if self.by_node[i].level == "row" else f"v{self.n(i)}"
 
     def arg_dtype(self, ref: tuple[str, int]) -> str:
@@ -185,15 +185,28 @@ class Body:
         if ld.buf is None:
             return f"const {self.ctype(ld.dtype)} l{k} = {literal(ld.value, ld.dtype, self.d)};"
         idx = self.outer_idx + (["0"] * len(self.inner_idx) if row_context else self.inner_idx)
+        if ld.indexed:  # a gather's data: only the offset of its row; the gather adds the index
+            return f"const {self.d.index} b{k} = {index_expr(ld.access, idx)};"
         value = self.d.load(self.ptrs[ld.buf], index_expr(ld.access, idx), ld.dtype)
         return f"const {self.ctype(ld.dtype)} l{k} = {value};"
 
     def stmt_line(self, s: Stmt) -> str:
         a = [self.arg(r) for r in s.args]
-        value = op_expr(s, a, self.arg_dtype(s.args[0]), self.d)
+        if s.op == "gather":
+            value = self._gather(s, a)
+        else:
+            value = op_expr(s, a, self.arg_dtype(s.args[0]), self.d)
         if s.level == "row" and self.row_suffix:
             return f"v{self.n(s.node)}{self.row_suffix} = {value};"
         return f"const {self.ctype(s.dtype)} v{self.n(s.node)} = {value};"
+
+    def _gather(self, s: Stmt, a: list[str]) -> str:
+        # lumi_index wraps negative indices and turns one out of range into 0, recording it in lumi_err,
+        # so nothing outside the data is ever read; the runner raises after the kernel
+        data = self.g.loads[s.args[0][1]]
+        index = f"lumi_index(({self.d.index})({a[1]}), {s.attrs['size']}, lumi_err, {self.n(s.node)})"
+        at = f"{a[0]} + {index} * {dim(s.attrs['stride'])}"
+        return self.d.load(self.ptrs[data.buf], at, data.dtype)
 
     def cone(self, targets: list[tuple[str, int]], have: set) -> list[str]:
         """Lines computing the full-level values ``targets`` need, given values already in ``have``.

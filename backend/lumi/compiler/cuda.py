@@ -16,8 +16,8 @@ import numpy as np
 from ..errors import ExecutionError
 from ..graph import shapes as S
 from ..graph.ir import Graph
-from .groups import Group, LibraryStep, buffers
-from .plan import Kernel, _library_runner
+from .groups import Group, LibraryStep, buffers, has_gather
+from .plan import Kernel, _library_runner, out_of_range
 from .render_cuda import BLOCK
 from .views import sprod
 
@@ -83,6 +83,7 @@ class CudaBackend:
         fn = raw_kernel(kernel.source, group.name)
         reads, writes = buffers(group)
         outs = [(n, graph.nodes[n].shape, graph.nodes[n].dtype) for n in writes]
+        gathers = has_gather(group)
 
         def run(value, env, bindings):
             syms = {f"S_{k}": v for k, v in bindings.items()}
@@ -97,8 +98,13 @@ class CudaBackend:
             for b in reads:  # kernels compute row-major offsets from a bare pointer
                 env[b] = cp.ascontiguousarray(env[b])
             args = [env[b] for b in reads] + [env[n] for n, _, _ in outs]
-            args += [np.int64(bindings[s]) for s in group.symbols]
+            err = cp.zeros(3, dtype=cp.int64) if gathers else None
+            args += ([err] if gathers else []) + [np.int64(bindings[s]) for s in group.symbols]
             fn((grid,), (BLOCK,), tuple(args))
+            if gathers:
+                bad, value, where = (int(v) for v in err.get())  # waits for the kernel: an error must not pass
+                if bad:
+                    raise out_of_range(group, graph, value, where)
 
         return run
 

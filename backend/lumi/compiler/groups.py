@@ -23,7 +23,7 @@ from ..graph.ops import OPS
 from . import views as V
 from .passes import uniform_value
 
-COMPUTE = ("unary", "binary", "ternary", "cast", "reduce")
+COMPUTE = ("unary", "binary", "ternary", "cast", "reduce", "gather")
 VIEW_OPS = ("reshape", "permute", "expand", "slice")
 
 
@@ -37,6 +37,7 @@ class Load:
     level: str
     operand: int  # the graph node this leaf stands for (the top of the view chain)
     value: object = None
+    indexed: bool = False  # a gather's data: ``access`` gives the base offset, the index adds the rest
 
 
 @dataclass(frozen=True)
@@ -136,14 +137,17 @@ class _Fusion:
     """Greedy fusion in topological order. Each candidate join is checked incrementally: the new node's
     role and the paths from its own operands, so fusing a long chain costs time linear in its length."""
 
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, fuse_gathers: bool):
         self.g = graph
         self.group_of: dict[int, int] = {}
         self.groups: dict[int, _Members] = {}
         self._resolved: dict[int, tuple[int, list[int]]] = {}
+        # a gather fuses as an indexed load where its data is one strided view of a buffer; else NumPy runs it
+        self.library_gathers = {n.id for n in graph.nodes if n.op == "gather" and not (
+            fuse_gathers and len(operand_access(graph, n.src[0])) == 1)}
 
     def kind(self, i: int) -> str:
-        return OPS[self.g.nodes[i].op].kind
+        return "library" if i in self.library_gathers else OPS[self.g.nodes[i].op].kind
 
     def resolve(self, i: int) -> tuple[int, list[int]]:
         if i not in self._resolved:
@@ -179,6 +183,8 @@ class _Fusion:
         X, A = dom
         nodes = self.g.nodes
         n = nodes[m]
+        if n.op == "gather" and self.resolve(n.src[0])[0] in mset:
+            return None  # the gathered data is read at any index: it must be a buffer when the kernel starts
         keep = None if A is None else tuple(1 if i in A else d for i, d in enumerate(X))
         want = set()
         for s in n.src:
@@ -290,9 +296,32 @@ class _Fusion:
                         self.groups[target] = both
 
 
-def fuse(graph: Graph) -> list[Step]:
-    """The kernels (and library steps) that compute ``graph``, in an order that respects dependencies."""
-    f = _Fusion(graph)
+def operand_access(graph: Graph, s: int) -> V.Access:
+    """How a kernel reads operand ``s``: the buffer under it, through the views on top."""
+    base, chain = resolve(graph, s)
+    acc = V.buffer_access(sym(graph.nodes[base].shape))
+    for c in chain:
+        acc = V.apply_view(acc, graph.nodes[c].op, graph.nodes[c].attrs, sym(graph.nodes[c].shape))
+    return acc
+
+
+def _gather_reads(graph: Graph, m: int) -> tuple[V.Access, V.Access, dict]:
+    """For gather ``m`` (fused as an indexed load): its data's base offset and its indices, both as reads
+    over ``m``'s shape ``pre + index + post``, and the memory stride and size of the gathered axis."""
+    n = graph.nodes[m]
+    data, index, axis = n.src[0], n.src[1], n.attrs["axis"]
+    top = operand_access(graph, data)[-1]
+    k, post = len(graph.nodes[index].shape), len(graph.nodes[data].shape) - axis - 1
+    data_read = (V.View(sym(n.shape), top.strides[:axis] + (0,) * k + top.strides[axis + 1:], top.offset),)
+    index_shape = (1,) * axis + sym(graph.nodes[index].shape) + (1,) * post
+    index_read = V.expand(V.reshape(operand_access(graph, index), index_shape), sym(n.shape))
+    return data_read, index_read, {"stride": top.strides[axis], "size": graph.nodes[data].shape[axis]}
+
+
+def fuse(graph: Graph, fuse_gathers: bool = True) -> list[Step]:
+    """The kernels (and library steps) that compute ``graph``, in an order that respects dependencies.
+    ``fuse_gathers=False`` leaves every gather to the library (the NumPy target)."""
+    f = _Fusion(graph, fuse_gathers)
     f.run()
     consumers: dict[int, set[int]] = {}
     for n in graph.nodes:
@@ -307,7 +336,7 @@ def fuse(graph: Graph) -> list[Step]:
                                                              for u in consumers.get(m, ()))]
         steps.append(_lower(f, sorted(members), stored))
     for n in graph.nodes:
-        if OPS[n.op].kind in ("matmul", "concat"):
+        if OPS[n.op].kind in ("matmul", "concat") or n.id in f.library_gathers:
             steps.append(LibraryStep(f"{n.op}_{n.id}", n.op, n.id))
     return _order(graph, steps)
 
@@ -340,7 +369,8 @@ def _row_epilogue(graph: Graph, mm: int, g: Group) -> bool:
     """Whether group ``g`` can run on any block of rows of plain matmul ``mm`` as soon as those rows exist."""
     n = graph.nodes[mm]
     reads = [ld for ld in g.loads if ld.buf == mm]
-    if g.domain != tuple(n.shape) or not reads or any(ld.operand != mm or ld.level != "full" for ld in reads):
+    if g.domain != tuple(n.shape) or not reads or any(ld.operand != mm or ld.level != "full" or ld.indexed
+                                                      for ld in reads):
         return False  # the product read through a view (transposed, sliced) could need other threads' rows
     rows = sym(n.shape)[0]
     if g.kind == "elementwise":
@@ -369,30 +399,36 @@ def _lower(f: _Fusion, members: list[int], stored: list[int]) -> Group:
     loads: list[Load] = []
     load_index: dict[tuple, int] = {}
     stmts = []
+
+    def leaf(s: int, level: str, access: V.Access | None = None, indexed: bool = False) -> tuple[str, int]:
+        """The argument reading operand ``s`` (through ``access`` where given, mapped onto the statement)."""
+        base, _ = resolve(g, s)
+        if base in mset:
+            return "stmt", base
+        value = uniform_value(g.constants[base]) if nodes[base].op == "const" else None
+        if value is not None and not indexed:
+            load = Load(None, None, nodes[s].dtype, level, s, value)
+        else:
+            symbols.update(d for d in nodes[base].shape if isinstance(d, str))
+            load = Load(base, place(access or operand_access(g, s), level), nodes[s].dtype, level, s,
+                        indexed=indexed)
+        key = (load.buf, load.access, load.dtype, load.level, repr(load.value), load.indexed)
+        if key not in load_index:
+            load_index[key] = len(loads)
+            loads.append(load)
+        return "load", load_index[key]
+
     for m in members:
         n = nodes[m]
-        args = []
-        for s in n.src:
-            base, chain = resolve(g, s)
-            if base in mset:
-                args.append(("stmt", base))
-                continue
-            value = uniform_value(g.constants[base]) if nodes[base].op == "const" else None
-            level = "full" if f.kind(m) == "reduce" else roles[m]
-            if value is not None:
-                load = Load(None, None, nodes[s].dtype, level, s, value)
-            else:
-                acc = V.buffer_access(sym(nodes[base].shape))
-                symbols.update(d for d in nodes[base].shape if isinstance(d, str))
-                for c in chain:
-                    acc = V.apply_view(acc, nodes[c].op, nodes[c].attrs, sym(nodes[c].shape))
-                load = Load(base, place(acc, level), nodes[s].dtype, level, s)
-            key = (load.buf, load.access, load.dtype, load.level, repr(load.value))
-            if key not in load_index:
-                load_index[key] = len(loads)
-                loads.append(load)
-            args.append(("load", load_index[key]))
-        stmts.append(Stmt(m, n.op, tuple(args), n.dtype, n.attrs, roles[m]))
+        level = "full" if f.kind(m) == "reduce" else roles[m]
+        attrs = n.attrs
+        if n.op == "gather":
+            data_read, index_read, axis_attrs = _gather_reads(g, m)
+            args = [leaf(n.src[0], level, data_read, indexed=True), leaf(n.src[1], level, index_read)]
+            attrs = {**n.attrs, **axis_attrs}
+        else:
+            args = [leaf(s, level) for s in n.src]
+        stmts.append(Stmt(m, n.op, tuple(args), n.dtype, attrs, roles[m]))
         symbols.update(d for d in n.shape if isinstance(d, str))
     symbols.update(d for d in X if isinstance(d, str))
     stores = tuple(
@@ -404,7 +440,8 @@ def _lower(f: _Fusion, members: list[int], stored: list[int]) -> Group:
     accesses = [ld.access for ld in loads if ld.access is not None] + [st.access for st in stores]
     dims, accesses, sections = V.coalesce(dims, accesses, sections)
     it = iter(accesses)
-    loads = [ld if ld.access is None else Load(ld.buf, next(it), ld.dtype, ld.level, ld.operand) for ld in loads]
+    loads = [ld if ld.access is None else Load(ld.buf, next(it), ld.dtype, ld.level, ld.operand, indexed=ld.indexed)
+             for ld in loads]
     stores = tuple(Store(st.node, st.level, next(it), st.dtype) for st in stores)
     if A is None:
         outer, inner = tuple(dims[:-1]), tuple(dims[-1:])
@@ -443,6 +480,11 @@ def _order(graph: Graph, steps: list[Step]) -> list[Step]:
             if waiting[u] == 0:
                 heapq.heappush(ready, (first[u], u))
     return order
+
+
+def has_gather(group: Group) -> bool:
+    """Whether the kernel gathers (and so takes an error slot for an index out of range)."""
+    return any(s.op == "gather" for s in group.stmts)
 
 
 def buffers(group: Group) -> tuple[list[int], list[int]]:

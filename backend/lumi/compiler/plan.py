@@ -15,13 +15,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ExecutionError, GraphTooLarge, LumiError, UnsupportedOperation
+from ..errors import ExecutionError, GraphTooLarge, IndexOutOfRange, LumiError, UnsupportedOperation
 from ..graph import shapes as S
-from ..graph.interpret import describe
+from ..graph.interpret import describe, index_context
 from ..graph.ir import Graph
 from ..graph.ops import OPS
 from . import numpy_exec
-from .groups import Group, LibraryStep, MatmulStep, Step, attach_epilogues, buffers, fuse
+from .groups import Group, LibraryStep, MatmulStep, Step, attach_epilogues, buffers, fuse, has_gather
 from .passes import optimize
 
 TARGETS = ("cpu", "cuda", "numpy")
@@ -83,6 +83,11 @@ class Plan:
             for run, kernel in zip(self._runners, self.kernels):
                 try:
                     run(value, env, bindings)
+                except IndexOutOfRange as e:
+                    if e.where:
+                        raise
+                    node = g.nodes[next(i for i in kernel.nodes if g.nodes[i].op == "gather")]
+                    raise IndexOutOfRange(e.value, e.axis, e.size, index_context(g, node)) from None
                 except LumiError:
                     raise
                 except Exception as e:
@@ -199,29 +204,47 @@ class _CBackend(_NumpyBackend):
         args = _c_arguments(step, graph)
 
         def run(value, env, bindings):
-            fn(*args(env, bindings))
+            ptrs, syms, err = args(env, bindings)
+            fn(ptrs, syms)
+            _check_indices(err, step, graph)
 
         return run
 
 
 def _c_arguments(group: Group, graph: Graph) -> Callable:
     """A function of (env, bindings) that allocates the group's outputs in ``env`` and returns the
-    kernel's ``(buffer pointers, symbol values)`` arguments."""
+    kernel's ``(buffer pointers, symbol values)`` arguments and its error slot (None without a gather),
+    to hand to :func:`_check_indices` after the kernel ran."""
     reads, writes = buffers(group)
     outs = [(n, graph.nodes[n].shape, graph.nodes[n].dtype) for n in writes]
+    gathers = has_gather(group)
 
     def args(env, bindings):
         for b in reads:  # whatever produced a buffer (an input, a library call), the kernel reads it row-major
             env[b] = host_buffer(env[b])
         for n, shape, dtype in outs:
             env[n] = np.empty(S.resolve(shape, bindings), dtype=dtype)
-        ptrs = (ctypes.c_void_p * (len(reads) + len(outs)))(
+        err = np.zeros(3, np.int64) if gathers else None
+        ptrs = (ctypes.c_void_p * (len(reads) + len(outs) + gathers))(
             *[env[b].__array_interface__["data"][0] for b in reads],
-            *[env[n].__array_interface__["data"][0] for n, _, _ in outs])
+            *[env[n].__array_interface__["data"][0] for n, _, _ in outs], *([err.ctypes.data] if gathers else []))
         syms = (ctypes.c_int64 * max(1, len(group.symbols)))(*[bindings[s] for s in group.symbols])
-        return ptrs, syms
+        return ptrs, syms, err
 
     return args
+
+
+def _check_indices(err, group: Group, graph: Graph) -> None:
+    """Raise :class:`IndexOutOfRange` if the kernel's gathers met an index out of range (``err[0]``)."""
+    if err is not None and err[0]:
+        raise out_of_range(group, graph, int(err[1]), int(err[2]))
+
+
+def out_of_range(group: Group, graph: Graph, value: int, where: int) -> IndexOutOfRange:
+    """The error for the index ``value`` that statement number ``where`` of ``group`` (a gather) met."""
+    node = graph.nodes[group.stmts[where].node]
+    axis = node.attrs["axis"]
+    return IndexOutOfRange(value, axis, graph.nodes[node.src[0]].shape[axis], index_context(graph, node))
 
 
 def _matmul_runner(step: MatmulStep, graph: Graph, fn) -> Callable:
@@ -230,19 +253,20 @@ def _matmul_runner(step: MatmulStep, graph: Graph, fn) -> Callable:
 
     n = graph.nodes[step.node]
     gemm = cpu.blas_gemm(n.dtype)
-    args = _c_arguments(step.epilogue, graph) if step.epilogue else lambda env, bindings: (None, None)
+    args = _c_arguments(step.epilogue, graph) if step.epilogue else lambda env, bindings: (None, None, None)
 
     def run(value, env, bindings):
         a, b = (_blas_operand(value(s)) for s in n.src)
         (m, k), nn = a[0].shape, b[0].shape[1]
         c = env[n.id] = np.empty((m, nn), dtype=n.dtype)
-        ptrs, syms = args(env, bindings)
+        ptrs, syms, err = args(env, bindings)
         blas = gemm if gemm and c.size and k else None
         if blas is None:
             np.matmul(a[0], b[0], out=c)
         mm = (ctypes.c_void_p * 4)(blas and blas.address, a[0].ctypes.data, b[0].ctypes.data, c.ctypes.data)
         g = (ctypes.c_int64 * 8)(int(bool(blas and blas.ilp64)), a[1], b[1], m, nn, k, a[2], b[2])
         fn(ptrs, syms, mm, g)
+        _check_indices(err, step.epilogue, graph)
 
     return run
 
@@ -355,7 +379,7 @@ def compile(graph: Graph, target: str = "cpu") -> Plan:  # noqa: A001 - the publ
 def _generate(graph: Graph, target: str) -> tuple[Graph, list[Step], list[Kernel]]:
     """The optimised graph, its steps and their kernels' source: everything but building them."""
     opt = optimize(graph)
-    steps = fuse(opt)
+    steps = fuse(opt, fuse_gathers=target != "numpy")
     if target == "cpu":
         steps = attach_epilogues(opt, steps)
     return opt, steps, [_render(st, opt, target) for st in steps]

@@ -8,7 +8,7 @@ C library has them) so GCC calls glibc's vector ``expf``/``tanhf`` (libmvec) wit
 from __future__ import annotations
 
 from .cstyle import Body, Dialect, dim, index_expr, inner_is_zero, kernel_body, reduce_init, unravel
-from .groups import Group, MatmulStep
+from .groups import Group, MatmulStep, has_gather
 from .views import sprod
 
 C = Dialect(
@@ -51,6 +51,12 @@ PRELUDE = "\n".join(
        "#pragma omp declare simd notinbranch\nextern double pow(double, double);",
        "#endif",
        _EXP_HELPERS,
+       "static inline int64_t lumi_index(int64_t i, int64_t n, int64_t *err, int64_t where) {",
+       "  const int64_t j = i < 0 ? i + n : i;",
+       "  if ((uint64_t)j < (uint64_t)n) return j;",
+       "  err[0] = 1; err[1] = i; err[2] = where;",
+       "  return 0;",
+       "}",
        "static inline int64_t lumi_ipow(int64_t b, int64_t e) {",
        "  int64_t r = 1;",
        "  for (; e > 0; e >>= 1, b *= b) if (e & 1) r *= b;",
@@ -144,6 +150,8 @@ def _header(group: Group, signature: str) -> tuple[Body, list[str]]:
         lines.append(f"  const {C.storage[dtype]} *restrict in{k} = (const {C.storage[dtype]} *)bufs[{k}];")
     for k, st in enumerate(group.stores):
         lines.append(f"  {C.storage[st.dtype]} *restrict out{k} = ({C.storage[st.dtype]} *)bufs[{len(reads) + k}];")
+    if has_gather(group):
+        lines.append(f"  int64_t *lumi_err = (int64_t *)bufs[{len(reads) + len(group.stores)}];")
     for k, s in enumerate(group.symbols):
         lines.append(f"  const int64_t S_{s} = syms[{k}];")
     lines.append(f"  const int64_t n_outer = {dim(sprod(group.outer))}, n_inner = {dim(sprod(group.inner))};")

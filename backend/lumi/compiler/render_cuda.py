@@ -8,7 +8,7 @@ after the buffers.
 from __future__ import annotations
 
 from .cstyle import Body, Dialect, dim, index_expr, kernel_body, reduce_init, unravel
-from .groups import Group
+from .groups import Group, has_gather
 from .views import sprod
 
 CUDA = Dialect(
@@ -29,6 +29,12 @@ CUDA = Dialect(
 BLOCK = 256
 
 PRELUDE = """#include <cuda_fp16.h>
+__device__ __forceinline__ long long lumi_index(long long i, long long n, long long *err, long long where) {
+  const long long j = i < 0 ? i + n : i;
+  if ((unsigned long long)j < (unsigned long long)n) return j;
+  err[0] = 1; err[1] = i; err[2] = where;
+  return 0;
+}
 __device__ __forceinline__ long long lumi_ipow(long long b, long long e) {
   long long r = 1;
   for (; e > 0; e >>= 1, b *= b) if (e & 1) r *= b;
@@ -60,6 +66,7 @@ def render(group: Group) -> str:
         dtype = next(ld.dtype for ld in group.loads if ld.buf == b)
         params.append(f"const {CUDA.storage[dtype]} *__restrict__ in{k}")
     params += [f"{CUDA.storage[st.dtype]} *__restrict__ out{k}" for k, st in enumerate(group.stores)]
+    params += ["long long *lumi_err"] if has_gather(group) else []
     params += [f"const long long S_{s}" for s in group.symbols]
     lines = [f'extern "C" __global__ void __launch_bounds__({BLOCK}) {group.name}({", ".join(params)}) {{',
              f"  const long long n_outer = {dim(sprod(group.outer))}, n_inner = {dim(sprod(group.inner))};"]

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..errors import ExecutionError, LumiError
+from ..errors import ExecutionError, IndexOutOfRange, LumiError
 from . import shapes as S
 from .ir import Graph, Node
 from .ops import OPS
@@ -15,6 +15,16 @@ from .ops import OPS
 def describe(node: Node) -> str:
     where = f", created at {node.loc}" if node.loc else ""
     return f"{node.op} (node %{node.id}, {node.dtype}{S.fmt(node.shape)}{where})"
+
+
+def index_context(graph: Graph, node: Node) -> str:
+    """Where a gather's out-of-range index was met: the node, its line, and the input its indices come from."""
+    i = node.src[1]
+    while graph.nodes[i].op in ("reshape", "permute", "expand", "slice", "cast"):
+        i = graph.nodes[i].src[0]
+    origin = graph.nodes[i]
+    named = f", indices from input {origin.attrs['name']!r}" if origin.op == "input" else ""
+    return f" in {describe(node)}{named}"
 
 
 def interpret(graph: Graph, inputs: Sequence[np.ndarray], bindings: Mapping[str, int]) -> list[np.ndarray]:
@@ -27,7 +37,10 @@ def interpret(graph: Graph, inputs: Sequence[np.ndarray], bindings: Mapping[str,
         elif node.op == "const":
             values[node.id] = graph.constants[node.id]
         else:
-            values[node.id] = run_node(node, [values[s] for s in node.src], bindings)
+            try:
+                values[node.id] = run_node(node, [values[s] for s in node.src], bindings)
+            except IndexOutOfRange as e:
+                raise IndexOutOfRange(e.value, e.axis, e.size, index_context(graph, node)) from None
     return [np.asarray(values[i], order="C") for i in graph.outputs.values()]
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import erf
 
-from ..errors import ShapeError
+from ..errors import IndexOutOfRange, ShapeError
 from . import shapes as S
 from .dtypes import DTYPES, is_float
 
@@ -24,7 +24,7 @@ Rule = Callable[[list, list, dict], tuple[tuple, str]]
 @dataclass(frozen=True)
 class Op:
     name: str
-    kind: str  # source | unary | binary | ternary | cast | reduce | view | concat | matmul
+    kind: str  # source | unary | binary | ternary | cast | reduce | view | concat | matmul | gather
     arity: int  # -1: any number of operands
     rule: Rule | None
     ref: Callable | None  # ref(arrays, attrs, out_shape) -> np.ndarray
@@ -139,6 +139,27 @@ def _matmul_rule(shapes, dtypes, attrs):
     return a[:-1] + (b[-1],), dtypes[0]
 
 
+def _gather_rule(shapes, dtypes, attrs):
+    data, index = shapes
+    axis = attrs["axis"]
+    if not 0 <= axis < len(data):
+        raise ShapeError(f"gather along axis {axis} of a {len(data)}-dimensional operand")
+    if dtypes[1] not in ("int32", "int64"):
+        raise ShapeError(f"gather takes integer indices, got {dtypes[1]}")
+    if isinstance(data[axis], str):
+        raise ShapeError(f"gather along the symbolic dimension {data[axis]} is not supported")
+    return tuple(data[:axis]) + tuple(index) + tuple(data[axis + 1:]), dtypes[0]
+
+
+def _ref_gather(xs, attrs, shape):
+    data, index = xs
+    n = data.shape[attrs["axis"]]
+    bad = (index < -n) | (index >= n)
+    if bad.any():
+        raise IndexOutOfRange(int(index[bad].flat[0]), attrs["axis"], n)
+    return np.take(data, index, axis=attrs["axis"])
+
+
 def _ref_cast(xs, attrs, shape):
     return xs[0].astype(attrs["dtype"])
 
@@ -188,6 +209,9 @@ OPS: dict[str, Op] = {
     "slice": Op("slice", "view", 1, _slice_rule, _ref_slice),
     "concat": Op("concat", "concat", -1, _concat_rule, lambda xs, a, s: np.concatenate(xs, axis=a["axis"])),
     "matmul": Op("matmul", "matmul", 2, _matmul_rule, lambda xs, a, s: np.matmul(*xs)),
+    # out[pre, i..., post] = data[pre, index[i...], post] (np.take); negative indices wrap, others out of
+    # range raise IndexOutOfRange on every target and never read outside ``data``
+    "gather": Op("gather", "gather", 2, _gather_rule, _ref_gather),
 }
 
 
