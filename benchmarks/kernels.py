@@ -23,7 +23,7 @@ import lumi
 import numpy as np
 from _machine import cpu_model
 from lumi import nn
-from lumi.compiler.cpu import toolchain
+from lumi.compiler.targets.cc import toolchain
 from threadpoolctl import threadpool_info
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

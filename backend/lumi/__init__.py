@@ -19,17 +19,19 @@ from .graph.fileformat import load
 from .graph.ir import Graph
 from .graph.tensor import Tensor
 from .graph.trace import spec, trace
-from .serving.endpoint import Endpoint
-
-__version__ = "0.1.0"
+from .version import __version__
 
 
 def __getattr__(name: str):
-    # The cluster API loads Ray, so it is imported on first use rather than with ``import lumi``.
+    # The cluster and HTTP APIs load Ray and httpx, so they are imported on first use, not with ``import lumi``.
     if name in ("submit", "Job"):
         from .runtime import jobs
 
         return getattr(jobs, name)
+    if name == "Endpoint":
+        from .serving.endpoint import Endpoint
+
+        return Endpoint
     raise AttributeError(f"module 'lumi' has no attribute {name!r}")
 
 
@@ -46,6 +48,7 @@ __all__ = [
     "Tensor",
     "TraceError",
     "UnsupportedOperation",
+    "__version__",
     "compile",
     "load",
     "nn",

@@ -42,9 +42,9 @@ def _build_and_load(args: tuple[str, str, str]) -> bool:
     import os
 
     os.environ["LUMI_HOME"] = home
-    from lumi.compiler import cpu
+    from lumi.compiler.targets import cc
 
-    return cpu.load(cpu.build([source])[0], name) is not None
+    return cc.load(cc.build([source])[0], name) is not None
 
 
 def test_workers_building_the_same_kernel_at_once_all_get_it(tmp_path):

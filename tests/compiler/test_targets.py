@@ -147,9 +147,9 @@ def test_matmul_with_epilogue_matches_reference(case, dtype):
 def test_matmul_epilogue_without_a_callable_blas(monkeypatch):
     # Where NumPy's BLAS does not expose a CBLAS gemm we can name, NumPy multiplies and the C kernel
     # still runs the epilogue on every row.
-    from lumi.compiler import cpu
+    from lumi.compiler.targets import cc
 
-    monkeypatch.setattr(cpu, "blas_gemm", lambda dtype: None)
+    monkeypatch.setattr(cc, "blas_gemm", lambda dtype: None)
     a = np.random.default_rng(2).standard_normal((9, 7)).astype(np.float32)
     g = lumi.trace(lambda a, b: nn.gelu(a @ b) * 3.0 - 0.25, a, a.T.copy())
     assert lumi.compile(g, "cpu").kernels[0].kind == "matmul"
@@ -157,14 +157,14 @@ def test_matmul_epilogue_without_a_callable_blas(monkeypatch):
 
 
 def test_fused_matmul_holds_blas_at_one_thread_and_restores_it():
-    from lumi.compiler import cpu
+    from lumi.compiler.targets import cc
     from threadpoolctl import threadpool_info
 
     def threads():
         return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
 
     before = threads()
-    with cpu.one_blas_thread(), cpu.one_blas_thread():
+    with cc.one_blas_thread(), cc.one_blas_thread():
         assert set(threads()) == {1}
     assert threads() == before
     a = np.ones((64, 64), np.float32)
@@ -216,7 +216,7 @@ def test_symbolic_batch_dimension(tmp_path):
 
 
 def test_graph_call_uses_compiled_cpu_backend():
-    from lumi.compiler.cpu import toolchain
+    from lumi.compiler.targets.cc import toolchain
 
     x = np.linspace(-2, 2, 12, dtype=np.float32).reshape(3, 4)
     g = lumi.trace(nn.softmax, x)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import functools
 import os
 import sys
@@ -20,9 +18,9 @@ from ..graph import shapes as S
 from ..graph.interpret import describe, index_context
 from ..graph.ir import Graph
 from ..graph.ops import OPS
-from . import numpy_exec
-from .groups import Group, LibraryStep, MatmulStep, Step, attach_epilogues, buffers, fuse, has_gather
+from .groups import Group, LibraryStep, MatmulStep, Step, attach_epilogues, fuse
 from .passes import optimize
+from .targets import backend
 
 TARGETS = ("cpu", "cuda", "numpy")
 
@@ -68,7 +66,7 @@ class Plan:
         """Like :meth:`run_bound` but outputs stay on the target's device (CuPy arrays for ``cuda``)."""
         with self._lock:
             if self._runners is None:
-                self._backend = _backend(self.target)
+                self._backend = backend(self.target)
                 runners = self._backend.prepare_all(self._steps, self.kernels, self.graph)
                 self._runners = [_refuse_empty_max(st, self.graph, run) for st, run in zip(self._steps, runners)]
         be, g = self._backend, self.graph
@@ -146,167 +144,6 @@ def _library_source(step: LibraryStep, graph: Graph, target: str) -> str:
     return f"# {step.name}: {lib}.{n.op}({args}) -> {n.dtype}{S.fmt(n.shape)}"
 
 
-class _NumpyBackend:
-    """Host arrays; groups run through the blocked NumPy executor (target ``numpy``)."""
-
-    def session(self):
-        """Held around each call of the plan."""
-        return contextlib.nullcontext()
-
-    def constant(self, i: int, c: np.ndarray):
-        return c
-
-    def asarray(self, v):
-        return host_buffer(v)
-
-    def to_host(self, v) -> np.ndarray:
-        return np.asarray(v, order="C")
-
-    def prepare_all(self, steps: list[Step], kernels: list[Kernel], graph: Graph) -> list[Callable]:
-        return [self.prepare(st, k, graph) for st, k in zip(steps, kernels)]
-
-    def prepare(self, step: Step, kernel: Kernel, graph: Graph) -> Callable:
-        if isinstance(step, LibraryStep):
-            return _library_runner(step, graph)
-        shapes = {st.node: graph.nodes[st.node].shape for st in step.stores}
-        return lambda value, env, bindings: numpy_exec.run_group(step, value, env, bindings, shapes)
-
-
-class _CBackend(_NumpyBackend):
-    """Host arrays; groups run as compiled C (target ``cpu``)."""
-
-    def prepare_all(self, steps: list[Step], kernels: list[Kernel], graph: Graph) -> list[Callable]:
-        from . import cpu
-
-        self._built = cpu.build_kernels([(k.name, k.source) for st, k in zip(steps, kernels)
-                                         if not isinstance(st, LibraryStep)])
-        self._calls_blas = any(isinstance(st, MatmulStep) and cpu.blas_gemm(graph.nodes[st.node].dtype)
-                               for st in steps)
-        return super().prepare_all(steps, kernels, graph)
-
-    def session(self):
-        # While the plan's matmul kernels call BLAS from every thread, BLAS is held at one thread, for
-        # the whole call rather than per matmul: that also stops the workers OpenBLAS leaves spinning
-        # after NumPy's last call before the plan's first kernel.
-        from . import cpu
-
-        return cpu.one_blas_thread() if self._calls_blas else contextlib.nullcontext()
-
-    def prepare(self, step: Step, kernel: Kernel, graph: Graph) -> Callable:
-        if isinstance(step, LibraryStep):
-            return _library_runner(step, graph)
-        from . import cpu
-
-        path, symbol = self._built[kernel.name]
-        if isinstance(step, MatmulStep):
-            return _matmul_runner(step, graph, cpu.load(path, symbol, pointers=4))
-        fn = cpu.load(path, symbol)
-        args = _c_arguments(step, graph)
-
-        def run(value, env, bindings):
-            ptrs, syms, err = args(env, bindings)
-            fn(ptrs, syms)
-            _check_indices(err, step, graph)
-
-        return run
-
-
-def _c_arguments(group: Group, graph: Graph) -> Callable:
-    """A function of (env, bindings) that allocates the group's outputs in ``env`` and returns the
-    kernel's ``(buffer pointers, symbol values)`` arguments and its error slot (None without a gather),
-    to hand to :func:`_check_indices` after the kernel ran."""
-    reads, writes = buffers(group)
-    outs = [(n, graph.nodes[n].shape, graph.nodes[n].dtype) for n in writes]
-    gathers = has_gather(group)
-
-    def args(env, bindings):
-        for b in reads:  # whatever produced a buffer (an input, a library call), the kernel reads it row-major
-            env[b] = host_buffer(env[b])
-        for n, shape, dtype in outs:
-            env[n] = np.empty(S.resolve(shape, bindings), dtype=dtype)
-        err = np.zeros(3, np.int64) if gathers else None
-        ptrs = (ctypes.c_void_p * (len(reads) + len(outs) + gathers))(
-            *[env[b].__array_interface__["data"][0] for b in reads],
-            *[env[n].__array_interface__["data"][0] for n, _, _ in outs], *([err.ctypes.data] if gathers else []))
-        syms = (ctypes.c_int64 * max(1, len(group.symbols)))(*[bindings[s] for s in group.symbols])
-        return ptrs, syms, err
-
-    return args
-
-
-def _check_indices(err, group: Group, graph: Graph) -> None:
-    """Raise :class:`IndexOutOfRange` if the kernel's gathers met an index out of range (``err[0]``)."""
-    if err is not None and err[0]:
-        raise out_of_range(group, graph, int(err[1]), int(err[2]))
-
-
-def out_of_range(group: Group, graph: Graph, value: int, where: int) -> IndexOutOfRange:
-    """The error for the index ``value`` that statement number ``where`` of ``group`` (a gather) met."""
-    node = graph.nodes[group.stmts[where].node]
-    axis = node.attrs["axis"]
-    return IndexOutOfRange(value, axis, graph.nodes[node.src[0]].shape[axis], index_context(graph, node))
-
-
-def _matmul_runner(step: MatmulStep, graph: Graph, fn) -> Callable:
-    """Runs inside the session's BLAS hold (see ``_CBackend.session``) whenever it calls BLAS."""
-    from . import cpu
-
-    n = graph.nodes[step.node]
-    gemm = cpu.blas_gemm(n.dtype)
-    args = _c_arguments(step.epilogue, graph) if step.epilogue else lambda env, bindings: (None, None, None)
-
-    def run(value, env, bindings):
-        a, b = (_blas_operand(value(s)) for s in n.src)
-        (m, k), nn = a[0].shape, b[0].shape[1]
-        c = env[n.id] = np.empty((m, nn), dtype=n.dtype)
-        ptrs, syms, err = args(env, bindings)
-        blas = gemm if gemm and c.size and k else None
-        if blas is None:
-            np.matmul(a[0], b[0], out=c)
-        mm = (ctypes.c_void_p * 4)(blas and blas.address, a[0].ctypes.data, b[0].ctypes.data, c.ctypes.data)
-        g = (ctypes.c_int64 * 8)(int(bool(blas and blas.ilp64)), a[1], b[1], m, nn, k, a[2], b[2])
-        fn(ptrs, syms, mm, g)
-        _check_indices(err, step.epilogue, graph)
-
-    return run
-
-
-def _blas_operand(x: np.ndarray) -> tuple[np.ndarray, int, int]:
-    """``x`` as BLAS reads it: (array, transposed?, leading dimension), copying only strided views."""
-    if not x.flags.c_contiguous and x.T.flags.c_contiguous and x.flags.aligned and x.dtype.isnative:
-        return x, 1, max(1, x.shape[0])
-    x = host_buffer(x)
-    return x, 0, max(1, x.shape[1])
-
-
-def host_buffer(a) -> np.ndarray:
-    """``a`` the way generated kernels address memory: C-contiguous, aligned, in native byte order.
-
-    Kernels take a bare pointer and compute row-major offsets, so a buffer in any other layout (a
-    column-major concat of transposed views, a big-endian input) would be read as wrong numbers.
-    Copies only when ``a`` is not already so.
-    """
-    a = np.asarray(a)
-    return np.require(a, a.dtype.newbyteorder("="), ("C", "A"))
-
-
-def _library_runner(step: LibraryStep, graph: Graph) -> Callable:
-    n = graph.nodes[step.node]
-
-    def run(value, env, bindings):
-        env[n.id] = OPS[n.op].ref([value(s) for s in n.src], n.attrs, S.resolve(n.shape, bindings))
-
-    return run
-
-
-def _backend(target: str):
-    if target == "cuda":
-        from .cuda import CudaBackend
-
-        return CudaBackend()
-    return _CBackend() if target == "cpu" else _NumpyBackend()
-
-
 def _render(step: Step, graph: Graph, target: str) -> Kernel:
     if isinstance(step, MatmulStep):
         from .render_c import render_matmul
@@ -319,7 +156,9 @@ def _render(step: Step, graph: Graph, target: str) -> Kernel:
     elif target == "cuda":
         from .render_cuda import render
     else:
-        return Kernel(step.name, step.kind, step.nodes, numpy_exec.describe(step, lambda i: repr(graph.nodes[i])))
+        from .targets.numpy import describe
+
+        return Kernel(step.name, step.kind, step.nodes, describe(step, lambda i: repr(graph.nodes[i])))
     return Kernel(step.name, step.kind, step.nodes, render(step))
 
 
@@ -358,7 +197,7 @@ def compile(graph: Graph, target: str = "cpu") -> Plan:  # noqa: A001 - the publ
             _CACHE.move_to_end(key)
             return _CACHE[key]
     if target == "cpu":
-        from .cpu import toolchain
+        from .targets.cc import toolchain
 
         if toolchain() is None:
             raise ExecutionError("target 'cpu' needs a C compiler and none works here; use target='numpy'")
@@ -404,6 +243,11 @@ def check_budget(graph: Graph, *, max_nodes: int, max_seconds: float, target: st
     return seconds
 
 
+def run_compiled(graph: Graph, backend: str, values: Sequence[np.ndarray], bindings: Mapping[str, int]) -> list:
+    """``Graph.run`` on a compiled backend: ``"cpu"``, ``"cuda"``, ``"numpy"`` blocked, or ``"auto"``."""
+    return compile(graph, best_target() if backend == "auto" else backend).run_bound(values, bindings)
+
+
 @functools.cache
 def best_target() -> str:
     """The fastest target this process can run: "cuda" where CuPy sees a device, else "cpu" with a
@@ -415,6 +259,6 @@ def best_target() -> str:
             return "cuda"
     except Exception:  # no CuPy, no driver: not a CUDA machine
         pass
-    from .cpu import toolchain
+    from .targets.cc import toolchain
 
     return "cpu" if toolchain() is not None else "numpy"

@@ -51,6 +51,10 @@ PRELUDE = "\n".join(
        "#pragma omp declare simd notinbranch\nextern double pow(double, double);",
        "#endif",
        _EXP_HELPERS,
+       "typedef struct {  /* a fused matmul's operands: see render_matmul */",
+       "  void *gemm; void *a; void *b; void *c;",
+       "  int64_t ilp64, trans_a, trans_b, m, n, k, lda, ldb;",
+       "} lumi_matmul;",
        "static inline int64_t lumi_index(int64_t i, int64_t n, int64_t *err, int64_t where) {",
        "  const int64_t j = i < 0 ? i + n : i;",
        "  if ((uint64_t)j < (uint64_t)n) return j;",
@@ -83,12 +87,11 @@ def render(group: Group) -> str:
 
 
 def render_matmul(step: MatmulStep, dtype: str) -> str:
-    """A C translation unit defining ``void <name>(char **bufs, const int64_t *syms, void **mm,
-    const int64_t *g)``: the matmul's rows split over the OpenMP threads, each thread calling BLAS
-    (``mm[0]``, a CBLAS gemm; the caller holds the BLAS library at one thread) on its rows of
-    ``mm[1] @ mm[2]`` into ``mm[3]``, then the epilogue on them. ``g`` holds the gemm's integer width
-    (1: ILP64), transposes, M, N, K (at least 1) and leading dimensions. With ``mm[0]`` NULL the
-    product is already in ``mm[3]`` and only the epilogue runs.
+    """A C translation unit defining ``void <name>(char **bufs, const int64_t *syms, const lumi_matmul *mm)``:
+    the matmul's rows split over the OpenMP threads, each thread calling BLAS (``mm->gemm``, a CBLAS gemm;
+    the caller holds the BLAS library at one thread) on its rows of ``a @ b`` into ``c``, then the epilogue
+    on them. With ``gemm`` NULL the product is already in ``c`` and only the epilogue runs.
+    ``lumi_matmul`` is in :data:`PRELUDE`; ``targets.cpu.MatmulArgs`` mirrors it.
     """
     group, t = step.epilogue, C.storage[dtype]
     gemm = "(int, int, int, {i}, {i}, {i}, {t}, const {t} *, {i}, const {t} *, {i}, {t}, {t} *, {i})"
@@ -107,11 +110,12 @@ def render_matmul(step: MatmulStep, dtype: str) -> str:
     lines += [
         f"typedef void (*gemm32_{t}){gemm.format(i='int32_t', t=t)};",
         f"typedef void (*gemm64_{t}){gemm.format(i='int64_t', t=t)};",
-        f"void {step.name}(char **bufs, const int64_t *syms, void **mm, const int64_t *g) {{",
+        f"void {step.name}(char **bufs, const int64_t *syms, const lumi_matmul *mm) {{",
         *([] if call else ["  (void)bufs; (void)syms;"]),
-        f"  const {t} *A = mm[1], *B = mm[2];",
-        f"  {t} *Cm = mm[3];",
-        "  const int64_t ta = g[1], tb = g[2], M = g[3], N = g[4], K = g[5], lda = g[6], ldb = g[7];",
+        f"  const {t} *A = mm->a, *B = mm->b;",
+        f"  {t} *Cm = mm->c;",
+        "  const int64_t ta = mm->trans_a, tb = mm->trans_b, M = mm->m, N = mm->n, K = mm->k;",
+        "  const int64_t lda = mm->lda, ldb = mm->ldb;",
         f"  #pragma omp parallel if(M * N * (K + 1) >= {SERIAL_BELOW * 8})",
         "  {",
         "#ifdef _OPENMP",
@@ -121,11 +125,11 @@ def render_matmul(step: MatmulStep, dtype: str) -> str:
         "#endif",
         "    const int64_t lo = M * t / nt, hi = M * (t + 1) / nt;",
         f"    const {t} *a = A + (ta ? lo : lo * lda);",
-        "    if (hi > lo && mm[0] && g[0]) {",
-        f"      ((gemm64_{t})mm[0])(101, ta ? 112 : 111, tb ? 112 : 111, hi - lo, N, K, 1, a, lda, B, ldb, 0,",
+        "    if (hi > lo && mm->gemm && mm->ilp64) {",
+        f"      ((gemm64_{t})mm->gemm)(101, ta ? 112 : 111, tb ? 112 : 111, hi - lo, N, K, 1, a, lda, B, ldb, 0,",
         "                      Cm + lo * N, N);",
-        "    } else if (hi > lo && mm[0]) {",
-        f"      ((gemm32_{t})mm[0])(101, ta ? 112 : 111, tb ? 112 : 111, (int32_t)(hi - lo), (int32_t)N,",
+        "    } else if (hi > lo && mm->gemm) {",
+        f"      ((gemm32_{t})mm->gemm)(101, ta ? 112 : 111, tb ? 112 : 111, (int32_t)(hi - lo), (int32_t)N,",
         "                      (int32_t)K, 1, a, (int32_t)lda, B, (int32_t)ldb, 0, Cm + lo * N, (int32_t)N);",
         "    }",
         *([call] if call else []),

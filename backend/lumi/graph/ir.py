@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..errors import LumiError, ShapeError
 from . import shapes as S
 from .dtypes import DTYPES, dtype_name
 from .ops import OPS, infer
@@ -45,6 +45,17 @@ def array_digest(a: np.ndarray) -> str:
 def node_key(op: str, src_keys: Sequence[str], shape, dtype: str, attrs: Mapping, data: str | None = None) -> str:
     """Structural key of a node: equal keys compute equal values (hash-consing uses it)."""
     return _digest(op, list(src_keys), list(shape), dtype, dict(attrs), data)
+
+
+CompiledRunner = Callable[["Graph", str, Sequence[np.ndarray], Mapping[str, int]], list]
+_compiled_runner: CompiledRunner | None = None
+
+
+def register_compiled_runner(run: CompiledRunner) -> None:
+    """How graphs run on compiled backends: ``run(graph, backend, values, bindings)``. The compiler
+    registers itself when imported, so the graph layer never imports the layer above it."""
+    global _compiled_runner
+    _compiled_runner = run
 
 
 class Graph:
@@ -130,12 +141,10 @@ class Graph:
         values, bindings = self.bind_inputs(arrays, named)
         if backend == "numpy":
             results = interpret(self, values, bindings)
+        elif _compiled_runner is None:
+            raise LumiError(f"backend {backend!r} needs Lumi's compiler: import lumi (or lumi.compiler) first")
         else:
-            from ..compiler import best_target
-            from ..compiler import compile as compile_graph
-
-            target = best_target() if backend == "auto" else backend
-            results = compile_graph(self, target).run_bound(values, bindings)
+            results = _compiled_runner(self, backend, values, bindings)
         return results[0] if len(results) == 1 else tuple(results)
 
     def export(self, path) -> None:

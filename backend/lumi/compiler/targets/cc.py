@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from ..errors import ExecutionError
+from ...errors import ExecutionError
 
 # Idle OpenMP threads sleep instead of spinning, so they do not steal the cores BLAS runs on next.
 # libgomp reads this when it is first loaded (by the toolchain probe or a kernel); a user's setting wins.
@@ -134,7 +134,7 @@ def build_kernels(kernels: list[tuple[str, str]]) -> dict[str, tuple[Path, str]]
     into at most one translation unit per core, so a plan of hundreds of kernels costs a few compiler
     runs instead of hundreds.
     """
-    from .render_c import bundle
+    from ..render_c import bundle
 
     unique: dict[str, str] = {}
     symbol_of: dict[str, str] = {}
@@ -153,7 +153,7 @@ def build_kernels(kernels: list[tuple[str, str]]) -> dict[str, tuple[Path, str]]
 
 def load(path: Path, name: str, pointers: int = 2):
     """The kernel function ``name`` from a built library, taking ``pointers`` pointer arguments: a
-    group kernel is ``fn(buffer_ptrs, symbol_values)``, a matmul kernel adds its BLAS operands and sizes."""
+    group kernel is ``fn(buffer_ptrs, symbol_values)``, a matmul kernel adds its ``lumi_matmul`` operands."""
     fn = getattr(ctypes.CDLL(str(path)), name)
     fn.argtypes = [ctypes.c_void_p] * pointers
     fn.restype = None

@@ -13,13 +13,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..errors import ExecutionError
-from ..graph import shapes as S
-from ..graph.ir import Graph
-from .groups import Group, LibraryStep, buffers, has_gather
-from .plan import Kernel, _library_runner, out_of_range
-from .render_cuda import BLOCK
-from .views import sprod
+from ...errors import ExecutionError
+from ...graph import shapes as S
+from ...graph.ir import Graph
+from ..groups import Group, LibraryStep, buffers, has_gather
+from ..render_cuda import BLOCK
+from ..views import sprod
+from . import library_runner, out_of_range
 
 _KERNELS: dict[tuple[str, str, str], object] = {}
 _LOCK = threading.Lock()
@@ -70,15 +70,15 @@ class CudaBackend:
     def to_host(self, v) -> np.ndarray:
         return np.asarray(self.cp.asnumpy(v), order="C")
 
-    def prepare_all(self, steps, kernels: list[Kernel], graph: Graph) -> list[Callable]:
+    def prepare_all(self, steps, kernels: list, graph: Graph) -> list[Callable]:
         return [self.prepare(st, k, graph) for st, k in zip(steps, kernels)]
 
-    def prepare(self, step, kernel: Kernel, graph: Graph) -> Callable:
+    def prepare(self, step, kernel, graph: Graph) -> Callable:
         if isinstance(step, LibraryStep):
-            return _library_runner(step, graph)
+            return library_runner(step, graph)
         return self._group_runner(step, kernel, graph)
 
-    def _group_runner(self, group: Group, kernel: Kernel, graph: Graph) -> Callable:
+    def _group_runner(self, group: Group, kernel, graph: Graph) -> Callable:
         cp = self.cp
         fn = raw_kernel(kernel.source, group.name)
         reads, writes = buffers(group)

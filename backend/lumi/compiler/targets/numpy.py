@@ -14,12 +14,27 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..graph import shapes as S
-from ..graph.ops import OPS
-from .groups import Group
+from ...graph import shapes as S
+from ...graph.ir import Graph
+from ...graph.ops import OPS
+from ..groups import Group, LibraryStep, Step
+from . import HostBackend, library_runner
 
 BLOCK_ELEMENTS = 1 << 15
 _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="lumi-numpy")
+
+
+class NumpyBackend(HostBackend):
+    """Groups run through the blocked NumPy executor below (target ``numpy``)."""
+
+    def prepare_all(self, steps: list[Step], kernels: list, graph: Graph) -> list[Callable]:
+        return [self.prepare(st, graph) for st in steps]
+
+    def prepare(self, step: Step, graph: Graph) -> Callable:
+        if isinstance(step, LibraryStep):
+            return library_runner(step, graph)
+        shapes = {st.node: graph.nodes[st.node].shape for st in step.stores}
+        return lambda value, env, bindings: run_group(step, value, env, bindings, shapes)
 
 
 def describe(group: Group, listing: Callable[[int], str]) -> str:
