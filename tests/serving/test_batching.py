@@ -96,3 +96,21 @@ def test_batcher_with_batching_off_runs_requests_alone():
     assert sizes == [3, 3, 3, 3]
     for x, r in zip(xs, results):
         np.testing.assert_allclose(r.outputs[0], x - x.mean(axis=0), rtol=1e-5, atol=1e-6)
+
+
+def test_zero_row_requests_answer_zero_rows():
+    """A batch of only zero-row requests used to divide by zero rows when sharing out the seconds."""
+    graph = lumi.trace(lambda x: np.tanh(x @ W), B)
+
+    async def acquire():
+        async def run(arrays):
+            return execute(graph, arrays), 0.02, "CPU"
+        return run, (lambda: None)
+
+    async def main():
+        batcher = Batcher(batch_plan(graph), acquire, max_batch=16, max_wait_ms=20)
+        return await asyncio.gather(*(batcher.submit([np.zeros((0, 8), np.float32)]) for _ in range(2)))
+
+    results = asyncio.run(main())
+    assert [r.outputs[0].shape for r in results] == [(0, 3), (0, 3)]
+    assert sum(r.seconds for r in results) == pytest.approx(0.02)

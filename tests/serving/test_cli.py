@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -32,3 +33,23 @@ def test_cli_deploys_an_exported_file(gateway, tmp_path):
     assert r.returncode == 1 and "no version before 1" in r.stderr
     assert _lumi("delete", "from-cli").returncode == 0
     assert "from-cli" not in _lumi("endpoints").stdout
+
+
+def test_cli_keys_create_list_rotate_revoke(tmp_path):
+    env = {**os.environ, "LUMI_HOME": str(tmp_path)}
+
+    def keys(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "lumi.cli", "keys", *args], capture_output=True, text=True,
+                              timeout=60, env=env)
+
+    key = keys("create", "acme", "--tier", "free").stdout.split()[0]
+    assert key.startswith("lumi_") and key not in (tmp_path / "keys.toml").read_text()
+    listed = keys("list").stdout
+    assert key[:13] in listed and "acme" in listed and "free" in listed and key not in listed
+    new = keys("rotate", key[:13]).stdout.split()[0]
+    assert new != key and new[:13] in keys("list").stdout and key[:13] not in keys("list").stdout
+    assert "revoked" in keys("revoke", new[:13]).stdout and new[:13] not in keys("list").stdout
+    admin = keys("show").stdout.strip()
+    assert admin == (tmp_path / "admin.key").read_text() and admin == keys("show").stdout.strip()
+    r = keys("revoke", "lumi_nothere")
+    assert r.returncode == 1 and "no key with prefix" in r.stderr

@@ -178,6 +178,15 @@ class Dispatcher:
         retry_after = min(max(backlog, RETRY_AFTER_BOUNDS[0]), RETRY_AFTER_BOUNDS[1])
         raise Busy(f"Lumi is busy: {what}; retry in {retry_after:.1f} s", retry_after=retry_after)
 
+    def _check_job_quota(self, tenant: str, tier: str) -> None:
+        """Refuse with Busy when ``tenant`` already has its tier's quota of queued jobs (``[quotas.<tier>] jobs``)."""
+        quota = self.config.quota(tier).jobs
+        queued = sum(j.tenant == tenant for q in self.queues.values() for j in q)
+        if queued >= quota:
+            self.counts["refused"] += 1
+            raise Busy(f"quota 'jobs' reached: tenant {tenant!r} has {queued} queued jobs, the most tier {tier!r} "
+                       "allows; retry when some have started", retry_after=RETRY_AFTER_BOUNDS[1] / 10)
+
     def _note_peak(self) -> None:
         depth, total = self._occupancy()
         self.peak["total"] = max(self.peak["total"], total)
@@ -190,6 +199,7 @@ class Dispatcher:
         self._ensure_started()
         tier = spec.get("tier") or "api"
         self._admit(tier)
+        self._check_job_quota(spec.get("tenant") or "local", tier)
         kind = spec.get("kind", "graph")
         if kind not in ("graph", "python"):
             raise LumiError(f"unknown job kind {kind!r}; use 'graph' or 'python'")

@@ -253,8 +253,9 @@ class Batcher:
                 share = [o if len(batch) == 1 or ax is None else o[(slice(None),) * ax + (rows,)]
                          for o, ax in zip(outputs, self.plan.output_axes or [None] * len(outputs))]
                 start += r.rows
+                part = r.rows / total if total else 1 / len(batch)  # zero-row requests split the time evenly
                 if not r.future.done():
-                    r.future.set_result(Result(share, seconds * r.rows / total, device, len(batch)))
+                    r.future.set_result(Result(share, seconds * part, device, len(batch)))
         except Exception as e:
             for r in batch:
                 if not r.future.done():

@@ -2,49 +2,65 @@
 
 Routes: Lumi's ``/v1`` (endpoints, deploy, infer, rollback, scale, jobs, cluster, costs), the
 Open Inference Protocol's ``/v2`` (health, model metadata, readiness, infer), ``/openapi.json``.
-Every ``/v1`` route and the ``/v2/models`` routes need ``Authorization: Bearer <key>``; keys map
-to tenants and tiers in ``$LUMI_HOME/keys.toml``. :func:`ensure_gateway` starts the gateway if
-needed and writes ``$LUMI_HOME/gateway.json`` = ``{"url", "key", "key_file"}``.
+Every ``/v1`` route and the ``/v2/models`` routes need ``Authorization: Bearer <key>``; keys (hashed in
+``$LUMI_HOME/keys.toml``) map to a tenant and the highest tier it may use. Another tenant's objects
+answer 404 like missing ones; bodies are pydantic models (422), checked for size and nesting before
+parsing; errors never name server paths (docs/security.md). :func:`ensure_gateway` starts the gateway
+if needed and writes ``$LUMI_HOME/gateway.json`` (0600) = ``{"url", "key", "key_file"}``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import socket
+import time
+from collections import deque
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import httpx
 import ray
-from fastapi import Body, Depends, FastAPI, HTTPException, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ValidationError
+from pydantic.json_schema import models_json_schema
 
-from .. import __version__
-from ..errors import Busy, ExecutionError, LumiError
+from ..errors import Busy, ExecutionError, LumiError, QuotaExceeded, TooLarge
+from ..graph.fileformat import parse_json
 from ..runtime.cluster import NAMESPACE, ensure_connected
 from ..runtime.config import load_config
+from ..version import __version__
 from . import codec
-from .keys import Key, Keyring, admin_key, keys_path
+from .keys import Key, Keyring, admin_key, keys_path, write_private
 from .service import Forbidden, Service
 from .store import ModelStore, NotFound, TamperedModel
 
 ACTOR_NAME = "lumi-gateway"
 MAX_BODY_BYTES = 16 << 20
 MAX_MODEL_BYTES = 2 << 30
+MAX_CONTROL_BYTES = 64 << 10  # rollback and scale bodies
+AUTH_FAILURES = (20, 60.0)  # wrong keys allowed per client address per window (seconds)
+BODY_MODELS: tuple[type[BaseModel], ...] = (codec.InferRequest, codec.V2InferRequest, codec.RollbackRequest,
+                                            codec.ScaleRequest)
+log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
 
-_bearer = HTTPBearer(auto_error=False, description="A Lumi key from $LUMI_HOME/keys.toml")
+_bearer = HTTPBearer(auto_error=False, description="A Lumi API key (`lumi keys create TENANT --tier TIER`)")
 
 
 def _error(e: Exception) -> HTTPException:
     """The HTTP status for a Lumi error."""
     if isinstance(e, Busy):
         return HTTPException(429, str(e), headers={"Retry-After": str(max(1, round(e.retry_after)))})
-    status = 404 if isinstance(e, NotFound) else 403 if isinstance(e, Forbidden) else \
-        500 if isinstance(e, ExecutionError | TamperedModel) or not isinstance(e, LumiError) else 400
-    return HTTPException(status, str(e))
+    statuses = ((NotFound, 404), (Forbidden | QuotaExceeded, 403), (TooLarge, 413),
+                (ExecutionError | TamperedModel, 500), (LumiError, 400))
+    return HTTPException(next(code for kind, code in statuses if isinstance(e, kind)), str(e))
 
 
 async def _body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
@@ -60,32 +76,105 @@ async def _body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     return b"".join(chunks)
 
 
+async def _json_body(request: Request, model: type[M], optional: bool = False) -> M:
+    """A small JSON body: size and nesting checked before parsing, then validated by ``model`` (422)."""
+    data = await _body(request, MAX_CONTROL_BYTES)
+    if optional and not data.strip():
+        return model()
+    return model.model_validate(parse_json(data, "the body", LumiError))
+
+
+def _json_schema(model: type[BaseModel], required: bool = True, **more) -> dict:
+    """``openapi_extra`` naming ``model``'s schema (kept in the document's components) as the JSON body."""
+    ref = {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
+    return {"requestBody": {"required": required, "content": {"application/json": ref, **more}}}
+
+
+class AuthThrottle:
+    """Counts wrong keys per client address; past ``limit`` in ``window`` seconds, that address waits."""
+
+    def __init__(self, limit: int, window: float):
+        self.limit, self.window = limit, window
+        self.failures: dict[str, deque[float]] = {}
+
+    def _recent(self, address: str, now: float) -> deque[float]:
+        times = self.failures.get(address, deque())
+        while times and now - times[0] > self.window:
+            times.popleft()
+        return times
+
+    def retry_after(self, address: str) -> float:
+        """Seconds until ``address`` may try again (0: now)."""
+        now = time.monotonic()
+        times = self._recent(address, now)
+        return self.window - (now - times[0]) if len(times) >= self.limit else 0.0
+
+    def fail(self, address: str) -> None:
+        now = time.monotonic()
+        if len(self.failures) > 10_000:  # forget quiet addresses so the table stays small
+            self.failures = {a: t for a, t in self.failures.items() if self._recent(a, now)}
+        self.failures[address] = self._recent(address, now)
+        self.failures[address].append(now)
+
+
 async def _auth(request: Request,
                 credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Key:
-    keyring = request.app.state.keyring
-    key = keyring.lookup(credentials.credentials if credentials else None)
+    throttle: AuthThrottle = request.app.state.auth_throttle
+    address = request.client.host if request.client else "unknown"
+    wait = throttle.retry_after(address)
+    if wait > 0:
+        raise HTTPException(429, f"too many wrong keys from {address}; try again in {wait:.0f} s",
+                            headers={"Retry-After": str(max(1, round(wait)))})
+    key = request.app.state.keyring.lookup(credentials.credentials if credentials else None)
     if key is None:
-        raise HTTPException(401, "missing or unknown key: send Authorization: Bearer <key> (keys live in "
-                            f"{keyring.path})", headers={"WWW-Authenticate": "Bearer"})
+        if credentials:
+            throttle.fail(address)
+        raise HTTPException(401, "missing or unknown key: send Authorization: Bearer <key> (an admin creates keys "
+                            "with `lumi keys create`)", headers={"WWW-Authenticate": "Bearer"})
     return key
 
 
 Auth = Annotated[Key, Depends(_auth)]
-OptionalBody = Annotated[dict | None, Body()]
 
 
-def create_app(service: Service, keyring: Keyring, max_body: int | None = None) -> FastAPI:
+def create_app(service: Service, keyring: Keyring, max_body: int | None = None,
+               auth_failures: tuple[int, float] = AUTH_FAILURES) -> FastAPI:
     """The gateway's FastAPI application over a :class:`Service`."""
     app = FastAPI(title="Lumi gateway", version=__version__,
                   description="Serverless endpoints for Lumi graphs: Lumi's /v1 API and the Open Inference "
                               "Protocol (KServe v2) under /v2.")
     app.state.keyring = keyring
+    app.state.auth_throttle = AuthThrottle(*auth_failures)
     max_body = max_body or int(os.environ.get("LUMI_MAX_BODY_BYTES", MAX_BODY_BYTES))
 
     @app.exception_handler(LumiError)
     async def lumi_error(request: Request, e: LumiError):
         h = _error(e)
         return JSONResponse({"detail": h.detail}, h.status_code, headers=h.headers)
+
+    @app.exception_handler(ValidationError)
+    async def invalid_body(request: Request, e: ValidationError):
+        return await app.exception_handlers[RequestValidationError](
+            request, RequestValidationError(e.errors(include_url=False, include_input=False, include_context=False)))
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, e: Exception):
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": f"internal error ({type(e).__name__}); the gateway's log has the details"},
+                            500)
+
+    def openapi() -> dict:
+        """FastAPI's schema plus the request body models that routes validate themselves."""
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                                 routes=app.routes)
+            _, defs = models_json_schema([(m, "validation") for m in BODY_MODELS],
+                                         ref_template="#/components/schemas/{model}")
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(defs["$defs"])
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
 
     # -- /v1 endpoints -----------------------------------------------------------------------------
     @app.get("/v1/endpoints", tags=["endpoints"])
@@ -96,32 +185,36 @@ def create_app(service: Service, keyring: Keyring, max_body: int | None = None) 
     async def get_endpoint(name: str, key: Auth) -> dict:
         return service.describe(service.record(name, key))
 
-    @app.put("/v1/endpoints/{name}", tags=["endpoints"],
-             openapi_extra={"requestBody": {"content": {"application/octet-stream": {}}}})
-    async def deploy(name: str, request: Request, key: Auth, gpu: str | None = None,
-                     min_replicas: int | None = None, max_replicas: int | None = None, max_batch: int | None = None,
-                     max_wait_ms: float | None = None, scaledown_window: float | None = None,
-                     tier: str | None = None) -> dict:
-        """Deploy a `.lumi` file (the body) as a new version of `name`, or reactivate an identical one."""
+    @app.put("/v1/endpoints/{name}", tags=["endpoints"], openapi_extra={"requestBody": {"required": True, "content": {
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
+    async def deploy(name: str, request: Request, key: Auth, gpu: Annotated[str | None, Query(max_length=32)] = None,
+                     min_replicas: Annotated[int | None, Query(ge=0, le=1024)] = None,
+                     max_replicas: Annotated[int | None, Query(ge=1, le=1024)] = None,
+                     max_batch: Annotated[int | None, Query(ge=1, le=65536)] = None,
+                     max_wait_ms: Annotated[float | None, Query(ge=0, le=60_000, allow_inf_nan=False)] = None,
+                     scaledown_window: Annotated[float | None, Query(ge=0, le=7 * 86400, allow_inf_nan=False)] = None,
+                     tier: Annotated[str | None, Query(max_length=64)] = None) -> dict:
+        """Deploy a `.lumi` file (the body) as a new version of `name`, or reactivate an identical one.
+        `tier` may be the key's own tier or a lower one (any for an admin key)."""
+        if tier is not None:
+            load_config().tier(tier)
         data = await _body(request, MAX_MODEL_BYTES)
         options = dict(gpu=gpu, min_replicas=min_replicas, max_replicas=max_replicas, max_batch=max_batch,
                        max_wait_ms=max_wait_ms, scaledown_window=scaledown_window, tier=tier)
-        if tier is not None:
-            load_config().tier(tier)
         return service.deploy(name, data, key, {k: v for k, v in options.items() if v is not None})
 
-    @app.post("/v1/endpoints/{name}/rollback", tags=["endpoints"])
-    async def rollback(name: str, key: Auth, body: OptionalBody = None) -> dict:
+    @app.post("/v1/endpoints/{name}/rollback", tags=["endpoints"],
+              openapi_extra=_json_schema(codec.RollbackRequest, required=False))
+    async def rollback(name: str, request: Request, key: Auth) -> dict:
         """Make a version active (body `{"version": n}`; default: the one before the active version)."""
-        return service.rollback(name, key, (body or {}).get("version"))
+        body = await _json_body(request, codec.RollbackRequest, optional=True)
+        return service.rollback(name, key, body.version)
 
-    @app.post("/v1/endpoints/{name}/scale", tags=["endpoints"])
-    async def scale(name: str, key: Auth, body: OptionalBody = None) -> dict:
+    @app.post("/v1/endpoints/{name}/scale", tags=["endpoints"], openapi_extra=_json_schema(codec.ScaleRequest))
+    async def scale(name: str, request: Request, key: Auth) -> dict:
         """Set the replica count now (body `{"replicas": n}`); the autoscaler carries on from there."""
-        body = body or {}
-        if not isinstance(body.get("replicas"), int) or body["replicas"] < 0:
-            raise HTTPException(400, 'send {"replicas": n} with n >= 0')
-        return service.scale(name, key, body["replicas"])
+        body = await _json_body(request, codec.ScaleRequest)
+        return service.scale(name, key, body.replicas)
 
     @app.delete("/v1/endpoints/{name}", tags=["endpoints"])
     async def delete(name: str, key: Auth) -> dict:
@@ -143,14 +236,13 @@ def create_app(service: Service, keyring: Keyring, max_body: int | None = None) 
         return JSONResponse(codec.encode_json(live.graph, result.outputs, model=name,
                                               version=live.version["version"]), headers=headers)
 
-    infer_doc = {"requestBody": {"content": {
-        "application/json": {"example": {"inputs": {"x": [[0.0, 1.0]]}}},
-        "application/octet-stream": {"schema": {"type": "string", "format": "binary",
-                                                "description": "safetensors, one tensor per input"}}}}}
+    infer_doc = _json_schema(codec.InferRequest, **{"application/octet-stream": {"schema": {
+        "type": "string", "format": "binary", "description": "safetensors, one tensor per input"}}})
 
     @app.post("/v1/endpoints/{name}/infer", tags=["inference"], openapi_extra=infer_doc)
     async def infer(name: str, request: Request, key: Auth) -> Response:
-        """Run the active version on a JSON body `{"inputs": {name: nested lists}}` or a safetensors body."""
+        """Run the active version on a JSON body `{"inputs": {name: nested lists}}` or a safetensors body.
+        Non-finite outputs are written "NaN", "Infinity", "-Infinity" (as proto3's JSON mapping does)."""
         return await infer_v1(name, request, key, None)
 
     @app.post("/v1/endpoints/{name}/versions/{version}/infer", tags=["inference"], openapi_extra=infer_doc)
@@ -166,18 +258,16 @@ def create_app(service: Service, keyring: Keyring, max_body: int | None = None) 
         return [j for j in items if key.admin or j.get("tenant") == key.tenant]
 
     @app.get("/v1/jobs", tags=["jobs"])
-    async def jobs(key: Auth, limit: int = 200) -> list[dict]:
+    async def jobs(key: Auth, limit: Annotated[int, Query(ge=1, le=2000)] = 200) -> list[dict]:
         return own(await dispatcher().jobs.remote(limit), key)
 
     async def owned_job(job_id: str, key: Key) -> dict:
         try:
             job = await dispatcher().status.remote(job_id)
-        except ray.exceptions.RayTaskError as e:
-            raise HTTPException(404, f"no job {job_id!r} ({e.cause})") from None
-        if not job:
-            raise HTTPException(404, f"no job {job_id!r}")
-        if not key.admin and job.get("tenant") != key.tenant:
-            raise HTTPException(403, f"job {job_id!r} belongs to another tenant")
+        except ray.exceptions.RayTaskError:
+            job = None
+        if not job or not (key.admin or job.get("tenant") == key.tenant):  # another tenant's job: as if missing
+            raise HTTPException(404, f"no job {job_id[:64]!r}")
         return job
 
     @app.get("/v1/jobs/{job_id}", tags=["jobs"])
@@ -191,7 +281,14 @@ def create_app(service: Service, keyring: Keyring, max_body: int | None = None) 
 
     @app.get("/v1/cluster", tags=["cluster"])
     async def cluster(key: Auth) -> dict:
-        return await dispatcher().cluster.remote()
+        """Admins: every worker, queue and tier. Others: aggregate capacity and their own active jobs."""
+        snapshot = await dispatcher().cluster.remote()
+        if key.admin:
+            return snapshot
+        workers = [w for w in snapshot["workers"] if w.get("state") != "dead"]
+        active = [j for j in own(await dispatcher().jobs.remote(2000), key) if j.get("state") in ("queued", "running")]
+        return {"capacity": {"workers": len(workers), "busy": sum(w.get("state") != "idle" for w in workers),
+                             "fallback": snapshot["fallback"]}, "jobs": active}
 
     @app.get("/v1/costs", tags=["cluster"])
     async def costs(key: Auth) -> dict:
@@ -249,19 +346,23 @@ def create_app(service: Service, keyring: Keyring, max_body: int | None = None) 
         data = await _body(request, max_body)
         record = service.record(name, key)
         graph = service.live(record, version).graph
-        length = request.headers.get(codec.HEADER_LENGTH)
-        arrays, doc = codec.decode_v2(data, int(length) if length else None, graph)
+        length = codec.header_length(request.headers.get(codec.HEADER_LENGTH), len(data))
+        arrays, doc = codec.decode_v2(data, length, graph)
         live, result = await service.infer(name, key, arrays, version)
         body, head = codec.encode_v2(live.graph, result.outputs, doc, name, live.version["version"])
         if head is None:
             return Response(body, media_type="application/json")
         return Response(body, media_type="application/octet-stream", headers={codec.HEADER_LENGTH: str(head)})
 
-    @app.post("/v2/models/{name}/infer", tags=["v2"])
+    v2_doc = _json_schema(codec.V2InferRequest, **{"application/octet-stream": {"schema": {
+        "type": "string", "format": "binary", "description": "Triton's binary tensor extension: a JSON header of "
+        "Inference-Header-Content-Length bytes, then the tensors"}}})
+
+    @app.post("/v2/models/{name}/infer", tags=["v2"], openapi_extra=v2_doc)
     async def v2_infer(name: str, request: Request, key: Auth) -> Response:
         return await infer_v2(name, request, key, None)
 
-    @app.post("/v2/models/{name}/versions/{version}/infer", tags=["v2"])
+    @app.post("/v2/models/{name}/versions/{version}/infer", tags=["v2"], openapi_extra=v2_doc)
     async def v2_infer_version(name: str, version: int, request: Request, key: Auth) -> Response:
         return await infer_v2(name, request, key, version)
 
@@ -317,6 +418,11 @@ def gateway_info() -> dict | None:
     return None
 
 
+def _in_this_cluster(info: dict) -> bool:
+    """Whether a recorded gateway runs in the Ray cluster this process is connected to (if it is)."""
+    return not ray.is_initialized() or info.get("cluster") in (None, ray.get_runtime_context().gcs_address)
+
+
 def ensure_gateway() -> dict:
     """Start the gateway in this Ray cluster if none answers; return ``{"url", "key"}``.
 
@@ -324,7 +430,7 @@ def ensure_gateway() -> dict:
     (the Jupyter server, the ``lumi`` CLI, clients).
     """
     info = gateway_info()
-    if info is not None:
+    if info is not None and _in_this_cluster(info):
         return {"url": info["url"], "key": info["key"]}
     ensure_connected()
     config = load_config()
@@ -338,8 +444,7 @@ def ensure_gateway() -> dict:
     url = ray.get(actor.start.remote())
     path = gateway_file()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"url": url, "key": key, "key_file": str(keys_path(home))}))
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    cluster = ray.get_runtime_context().gcs_address
+    write_private(path, json.dumps({"url": url, "key": key, "key_file": str(keys_path(home)),  # 0600
+                                    "cluster": cluster}).encode())
     return {"url": url, "key": key}

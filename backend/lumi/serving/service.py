@@ -7,6 +7,7 @@ endpoints and versions, so a restarted gateway serves the same endpoints (replic
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import time
 from collections import deque
@@ -15,9 +16,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import ray
 
-from ..errors import Busy, ExecutionError, LumiError
+from ..compiler import check_budget
+from ..errors import Busy, ExecutionError, LumiError, QuotaExceeded, TooLarge
 from ..graph.fileformat import loads
 from ..graph.ir import Graph
+from ..runtime.config import load_config
 from .autoscaler import Autoscaler, Load, Policy, request_cluster_resources
 from .batching import Batcher, BatchPlan, Result, batch_plan
 from .keys import Key
@@ -31,7 +34,33 @@ REQUEST_TIMEOUT_S = float(os.environ.get("LUMI_REQUEST_TIMEOUT_S", 120))
 
 
 class Forbidden(LumiError):
-    """The key's tenant does not own this object."""
+    """The key may not do this (a tier above its own, or a name another tenant holds)."""
+
+
+def may_use(key: Key, tier: str) -> bool:
+    """A key may use its own tier and those below it; an admin key any tier."""
+    config = load_config()
+    return key.admin or config.rank(tier) <= config.rank(key.tier)
+
+
+def check_tier(key: Key, tier: str | None) -> str:
+    """The tier a key's work runs in: ``tier`` when the key may use it, else :class:`Forbidden`."""
+    if tier is None:
+        return key.tier
+    if not may_use(key, tier):
+        raise Forbidden(f"this key's tier is {key.tier!r}; it cannot use tier {tier!r} (ask an admin for a key of "
+                        "that tier)")
+    return tier
+
+
+def output_bytes(graph: Graph, bindings: dict[str, int]) -> int | None:
+    """Bytes of all outputs for these symbol bindings, or None where an output's shape is unknown."""
+    total = 0
+    for _, shape, dtype in graph.output_specs():
+        if any(isinstance(d, str) and d not in bindings for d in shape):
+            return None
+        total += math.prod(bindings[d] if isinstance(d, str) else d for d in shape) * np.dtype(dtype).itemsize
+    return total
 
 
 def endpoint_config(**options) -> dict:
@@ -132,8 +161,10 @@ class Live:
 class Service:
     """Endpoints, versions and their live replicas, behind admission and metering."""
 
-    def __init__(self, store: ModelStore, base_url: str = "", cluster_mode: bool = False):
+    def __init__(self, store: ModelStore, base_url: str = "", cluster_mode: bool = False,
+                 max_output_bytes: int | None = None):
         self.store = store
+        self.max_output_bytes = max_output_bytes or int(os.environ.get("LUMI_MAX_OUTPUT_BYTES", 16 << 20))
         self.base_url = base_url
         self.cluster_mode = cluster_mode
         self.lives: dict[tuple[str, str], Live] = {}
@@ -143,9 +174,9 @@ class Service:
 
     # -- ownership ----------------------------------------------------------------------------
     def record(self, name: str, key: Key) -> dict:
-        record = self.store.require(name)
-        if record["tenant"] != key.tenant and not key.admin:
-            raise Forbidden(f"endpoint {name!r} belongs to another tenant")
+        record = self.store.endpoint(name)
+        if record is None or (record["tenant"] != key.tenant and not key.admin):  # the same answer: nothing to probe
+            raise NotFound(f"no endpoint named {name!r}; deploy one with %%deploy {name} or `lumi deploy`")
         return record
 
     def records(self, key: Key) -> list[dict]:
@@ -154,9 +185,13 @@ class Service:
     # -- deploy, rollback, scale, delete ------------------------------------------------------
     def deploy(self, name: str, data: bytes, key: Key, options: dict) -> dict:
         existing = self.store.endpoint(name)
-        if existing is not None:
-            self.record(name, key)
+        if existing is not None and existing["tenant"] != key.tenant and not key.admin:
+            raise Forbidden(f"the endpoint name {name!r} is not available; pick another")
+        check_tier(key, options.get("tier"))
         config = endpoint_config(**{**(existing or {}).get("config", {}), **options})
+        self._check_quota(key, name, config, data)
+        limits = load_config()
+        check_budget(loads(data), max_nodes=limits.max_graph_nodes, max_seconds=limits.max_compile_s)
         record, version, created = self.store.deploy(name, data, existing["tenant"] if existing else key.tenant,
                                                      config)
         live = self.live(record)
@@ -165,6 +200,28 @@ class Service:
         return {**self.describe(record), "version": version["version"], "sha256": version["sha256"],
                 "created": created}
 
+    def _check_quota(self, key: Key, name: str, config: dict, data: bytes) -> None:
+        """Refuse a deploy that would take the tenant past its tier's quota (admins have none)."""
+        if key.admin:
+            return
+        quota = load_config().quota(key.tier)
+        mine = [r for r in self.store.endpoints() if r["tenant"] == key.tenant]
+        others = [endpoint_config(**r["config"]) for r in mine if r["name"] != name]
+        held = {v["sha256"] for r in mine for v in r["versions"]}
+        usage = {
+            "endpoints": (len(others) + 1, "endpoints"),
+            "replicas": (sum(c["max_replicas"] for c in [*others, config]), "max_replicas summed over endpoints"),
+            "gpus": (sum(c["max_replicas"] for c in [*others, config] if c["gpu"]), "GPU replicas (max_replicas "
+                     "summed over GPU endpoints)"),
+            "store_bytes": (sum(map(self.store.size, held)) + len(data), "bytes of stored versions"),
+        }
+        for field_name, (used, what) in usage.items():
+            allowed = getattr(quota, field_name)
+            if used > allowed:
+                raise QuotaExceeded(f"quota {field_name!r} exceeded: tier {key.tier!r} allows {allowed}"
+                                    f" {what} per tenant and this would make {used}; lower it, delete an endpoint, "
+                                    "or use a key of a higher tier", field_name)
+
     def rollback(self, name: str, key: Key, version: int | None) -> dict:
         self.record(name, key)
         return self.describe(self.store.rollback(name, version))
@@ -172,7 +229,15 @@ class Service:
     def scale(self, name: str, key: Key, replicas: int) -> dict:
         record = self.record(name, key)
         live = self.live(record)
-        live.replicas.scale_to(max(0, min(int(replicas), live.config["max_replicas"])))
+        replicas = max(0, min(int(replicas), live.config["max_replicas"]))
+        if not key.admin:
+            quota = load_config().quota(key.tier).replicas
+            running = sum(lv.replicas.replicas for (n, _), lv in self.lives.items() if n != name
+                          and self.store.endpoint(n) and self.store.endpoint(n)["tenant"] == key.tenant)
+            if running + replicas > quota:
+                raise QuotaExceeded(f"quota 'replicas' exceeded: tier {key.tier!r} allows {quota} replicas per tenant;"
+                                    f" {running} run already, so at most {max(0, quota - running)} here", "replicas")
+        live.replicas.scale_to(replicas)
         return self.describe(record)
 
     def delete(self, name: str, key: Key) -> None:
@@ -205,7 +270,11 @@ class Service:
         record = self.record(name, key)
         live = self.live(record, version)
         tier = live.config["tier"] or key.tier
-        live.graph.bind_inputs(arrays)
+        tier = tier if may_use(key, tier) else key.tier  # never above the caller's own
+        size = output_bytes(live.graph, live.graph.bind_inputs(arrays)[1])
+        if size is not None and size > self.max_output_bytes:
+            raise TooLarge(f"the answer would be {size} bytes, past the {self.max_output_bytes}-byte output limit; "
+                           "send fewer rows per request")
         try:
             token = await self.dispatcher().acquire.remote(key.tenant, tier)
         except Busy as e:
@@ -220,6 +289,9 @@ class Service:
             raise
         stats.record(time.perf_counter() - start)
         self._release(token, result.seconds, result.device, name)
+        if size is None and sum(o.nbytes for o in result.outputs) > self.max_output_bytes:
+            raise TooLarge(f"the answer is {sum(o.nbytes for o in result.outputs)} bytes, past the "
+                           f"{self.max_output_bytes}-byte output limit; send fewer rows per request")
         return live, result
 
     def _release(self, token, seconds: float, device: str, name: str) -> None:

@@ -19,6 +19,7 @@ import json
 import os
 import re
 import time
+from pathlib import Path
 
 import fsspec
 
@@ -26,6 +27,7 @@ from ..errors import FormatError, LumiError
 from ..graph.fileformat import dumps, loads
 from ..graph.ir import Graph
 from ..runtime.config import load_config
+from .keys import write_private
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
@@ -61,8 +63,9 @@ class ModelStore:
         self.root = self.root.rstrip("/")
         protocols = (self.fs.protocol,) if isinstance(self.fs.protocol, str) else self.fs.protocol
         self._local = "file" in protocols
-        if self._local:
-            self.fs.makedirs(self.root, exist_ok=True)
+        if self._local:  # the store is private to its owner: 0700 folders, 0600 files
+            os.makedirs(self.root, mode=0o700, exist_ok=True)
+            os.chmod(self.root, 0o700)
 
     def _path(self, *parts: str) -> str:
         return "/".join([self.root, *parts])
@@ -77,10 +80,7 @@ class ModelStore:
         if not self._local:
             self.fs.pipe_file(path, data)  # an object store's PUT is atomic already
             return
-        self.fs.makedirs(self.fs._parent(path), exist_ok=True)
-        tmp = f"{path}.tmp-{os.getpid()}"
-        self.fs.pipe_file(tmp, data)
-        self.fs.mv(tmp, path)
+        write_private(Path(path), data)
 
     # -- blobs ------------------------------------------------------------------------------
     def put(self, graph: Graph | bytes) -> str:
@@ -112,14 +112,21 @@ class ModelStore:
         try:
             data = self.fs.cat_file(self._path("blobs", f"{sha}.lumi"))
         except FileNotFoundError:
-            raise NotFound(f"no stored model {sha[:12]} in {self.url}") from None
+            raise NotFound(f"no stored model {sha[:12]}") from None
         actual = hashlib.sha256(data).hexdigest()
         if actual != sha:
             raise TamperedModel(
-                f"stored model {sha[:12]} in {self.url} was modified (its bytes hash to {actual[:12]}); refusing "
+                f"stored model {sha[:12]} was modified (its bytes hash to {actual[:12]}); refusing "
                 "to serve it. Redeploy the model to store a fresh copy."
             )
         return data
+
+    def size(self, sha: str) -> int:
+        """Bytes of a stored blob (0 when it is gone)."""
+        try:
+            return int(self.fs.size(self._path("blobs", f"{sha}.lumi")))
+        except FileNotFoundError:
+            return 0
 
     def get(self, sha: str) -> Graph:
         return loads(self.read_bytes(sha))
