@@ -30,7 +30,6 @@ def gelu(x, approximate: str = "tanh"):
     raise ValueError(f"approximate must be 'tanh' or 'none', got {approximate!r}")
 
 
-
 def softmax(x, axis: int = -1):
     e = np.exp(x - np.max(x, axis=axis, keepdims=True))
     return e / np.sum(e, axis=axis, keepdims=True)
@@ -66,6 +65,6 @@ def attention(q, k, v, causal: bool = False):
     scores = (q @ np.swapaxes(k, -1, -2)) * (1 / math.sqrt(q.shape[-1]))
     if causal:
         t, s = scores.shape[-2], scores.shape[-1]
-        mask = np.tril(np.ones((t, s), dtype=bool))
+        mask = np.tril(np.ones((t, s), dtype=bool), k=s - t)  # queries are the last t of s positions (a KV cache)
         scores = np.where(mask, scores, -np.inf)
     return softmax(scores, axis=-1) @ v

@@ -37,12 +37,13 @@ def test_value_dependent_branch_is_refused_at_trace_time():
         lumi.trace(fn, X)
 
 
-def test_assignment_into_a_traced_array_is_refused():
+def test_writing_a_traced_value_into_a_numpy_array_says_how_to_write_it():
     def fn(x):
-        x[0] = 1
-        return x
+        cache = np.zeros((4, 3), np.float32)
+        cache[0:2] = x[0:2] * 2  # a preallocated NumPy buffer cannot hold a lazy value
+        return cache
 
-    with pytest.raises(lumi.UnsupportedOperation, match="immutable"):
+    with pytest.raises(lumi.TraceError, match=r"np\.concatenate.*traced value"):
         lumi.trace(fn, X)
 
 
@@ -130,3 +131,67 @@ def test_a_pickle_is_not_a_lumi_file(tmp_path):
     path.write_bytes(pickle.dumps({"a": 1}))
     with pytest.raises(lumi.FormatError):
         lumi.load(path)
+
+
+# -- every way a hostile file broke the loader before: each now a FormatError ---------------------------
+def _rewrite_header(data: bytes, change) -> bytes:
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n])
+    body = data[8 + n :]
+    body = change(header, body) or body
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw + body
+
+
+def _graph_change(change):
+    def meta(m):
+        g = json.loads(m["graph"])
+        change(g)
+        m["graph"] = json.dumps(g)
+    return meta
+
+
+def _reshape_file(tmp_path):
+    path = tmp_path / "reshape.lumi"
+    lumi.trace(lambda x: (x * 2.0).reshape(3, 2), X).export(path)
+    return path.read_bytes()
+
+
+def _drop_reshape_shape(g):
+    next(n for n in g["nodes"] if n["op"] == "reshape")["attrs"].pop("shape")
+
+
+def _extra_tensor(dtype):
+    def change(header, body):  # a well-formed extra tensor, 2 elements of 2 (BF16) or 1 (F8) bytes
+        size = 4 if dtype == "BF16" else 2
+        header["extra"] = {"dtype": dtype, "shape": [2], "data_offsets": [len(body), len(body) + size]}
+        return body + b"\0" * size
+    return change
+
+
+@pytest.mark.parametrize("mutate", [
+    pytest.param(lambda d, p: _rewrite_metadata(d, lambda m: m.update(graph="[" * 5000 + "]" * 5000)), id="deep-json"),
+    pytest.param(lambda d, p: _rewrite_header(d, lambda h, b: h.update(__metadata__=["lumi-graph"])),
+                 id="metadata-list"),
+    pytest.param(lambda d, p: _rewrite_metadata(d, _graph_change(
+        lambda g: g["nodes"][0]["attrs"].update(name=["x"]))), id="attrs-name-list"),
+    pytest.param(lambda d, p: _rewrite_metadata(d, lambda m: m.update(
+        graph=m["graph"].replace('"id": 0', '"id": Infinity', 1).replace('"id":0', '"id":Infinity', 1))),
+        id="id-infinity"),
+    pytest.param(lambda d, p: _rewrite_metadata(_reshape_file(p), _graph_change(_drop_reshape_shape)),
+                 id="reshape-without-shape"),
+    pytest.param(lambda d, p: _rewrite_header(d, _extra_tensor("BF16")), id="extra-bf16-tensor"),
+    pytest.param(lambda d, p: _rewrite_header(d, _extra_tensor("F8_E4M3")), id="extra-f8-tensor"),
+])
+def test_hostile_files_raise_format_error_only(lumi_file, tmp_path, mutate):
+    data = mutate(lumi_file.read_bytes(), tmp_path)
+    with pytest.raises(lumi.FormatError):
+        fileformat.loads(data)
+
+
+def test_json_depth_is_measured_without_parsing():
+    assert fileformat.json_depth(b'{"a": [1, "[[[[", {"b": []}]}') == 4
+    assert fileformat.json_depth("[" * 100_000) == 100_000
+    with pytest.raises(lumi.LumiError, match="nests 100000 levels"):
+        fileformat.parse_json("[" * 100_000 + "]" * 100_000, "the text")

@@ -41,6 +41,18 @@ class Tracer:
         s = example if isinstance(example, Spec) else spec(np.shape(example), np.asarray(example).dtype)
         return Tensor(self.builder, self.builder.input(name, s.shape, s.dtype))
 
+    def input_tree(self, name: str, value) -> object:
+        """``value`` with every array (or :func:`spec`) in it, through dicts, lists and tuples, made an input
+        named by its path (``params.blocks.0.attn.w``, the order of :func:`flatten`); other leaves (numbers,
+        strings) stay as they are."""
+        if isinstance(value, Spec | np.ndarray):
+            return self.input(name, value)
+        if isinstance(value, Mapping):
+            return {k: self.input_tree(f"{name}.{k}", v) for k, v in value.items()}
+        if type(value) in (list, tuple):
+            return type(value)(self.input_tree(f"{name}.{i}", v) for i, v in enumerate(value))
+        return value
+
     def graph(self, outputs: Mapping[str, object]) -> Graph:
         """Build the graph whose outputs are these values (Tensors, arrays or numbers)."""
         ids = {}
@@ -66,18 +78,31 @@ def _parameter_names(fn: Callable, n: int) -> list[str]:
     return params[:n] + [f"x{i}" for i in range(len(params), n)]
 
 
+def flatten(name: str, value) -> dict[str, np.ndarray]:
+    """The arrays inside ``value`` under the input names :func:`trace` gives them, in the graph's input order:
+    ``g(**flatten("params", params), ids=ids)`` runs a graph traced on nested weights."""
+    if isinstance(value, np.ndarray):
+        return {name: value}
+    if isinstance(value, Mapping):
+        items = value.items()
+    elif type(value) in (list, tuple):
+        items = enumerate(value)
+    else:
+        return {}
+    return {k: v for key, item in items for k, v in flatten(f"{name}.{key}", item).items()}
+
+
 def trace(fn: Callable, *example_args) -> Graph:
     """Trace ``fn`` on examples (arrays or :func:`spec`) into a :class:`Graph`.
 
-    Python scalars among the examples are baked in as constants. The result's outputs are
-    named ``output`` (one value), ``output_0``, ``output_1``, ... (a tuple), or by key (a dict).
+    Python scalars among the examples are baked in as constants. Dicts, lists and tuples of arrays (nested
+    weights) become one input per array, named by path: ``params.blocks.0.attn.w`` (see :func:`flatten`).
+    The result's outputs are named ``output`` (one value), ``output_0``, ``output_1``, ... (a tuple), or by
+    key (a dict).
     """
     tracer = Tracer()
     names = _parameter_names(fn, len(example_args))
-    args = [
-        tracer.input(name, ex) if isinstance(ex, Spec | np.ndarray) else ex
-        for name, ex in zip(names, example_args)
-    ]
+    args = [tracer.input_tree(name, ex) for name, ex in zip(names, example_args)]
     result = fn(*args)
     if isinstance(result, Mapping):
         outputs = dict(result)
