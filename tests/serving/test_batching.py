@@ -44,6 +44,17 @@ def test_rows_may_move_to_another_axis():
     assert plan.enabled and plan.output_axes == (1,)
 
 
+def test_gather_keeps_the_rows_of_its_index_or_its_data():
+    table = np.arange(40, dtype=np.float32).reshape(10, 4)
+    lookup = lumi.trace(lambda ids: table[ids] * 2, lumi.spec(("batch", 3), "int64"))  # rows come from the ids
+    assert batch_plan(lookup).enabled and batch_plan(lookup).output_axes == (0,)
+    columns = lumi.trace(lambda x: np.take(x, [2, 0], axis=1), lumi.spec(("batch", 4)))  # rows of the data stay
+    assert batch_plan(columns).enabled and batch_plan(columns).output_axes == (0,)
+    pairs = lumi.trace(lambda x, i: np.take(x, i, axis=1),  # every row's data at every row's indices: mixed
+                       lumi.spec(("batch", 4)), lumi.spec(("batch", 2), "int64"))
+    assert not batch_plan(pairs).enabled and "gather" in batch_plan(pairs).reason
+
+
 def test_inputs_without_a_batch_dimension_do_not_batch():
     plan = batch_plan(lumi.trace(lambda x: x * 2, lumi.spec((4, 8))))
     assert not plan.enabled and "no symbolic first dimension" in plan.reason

@@ -216,7 +216,8 @@ def take(a, indices, axis=None, out=None, mode="raise") -> Tensor:
 
 
 def take_along_axis(arr, indices, axis=-1) -> Tensor:
-    """np.take_along_axis: one gather on the flattened array, at flat positions row * n + index."""
+    """np.take_along_axis: one gather on the flattened array, at flat positions row * n + index (a select
+    over the n positions where the other dimensions are symbolic)."""
     b = builder_of([arr, indices])
     x, idx = lift(b, arr), lift(b, indices)
     if axis is None:
@@ -226,10 +227,15 @@ def take_along_axis(arr, indices, axis=-1) -> Tensor:
         raise ValueError("`indices` and `arr` must have the same number of dimensions")
     x, idx = np.moveaxis(x, axis, -1), np.moveaxis(idx, axis, -1)
     lead = S.broadcast(x.shape[:-1], idx.shape[:-1])
-    if not S.is_concrete(lead + x.shape[-1:]):
-        raise UnsupportedOperation(f"numpy.take_along_axis over symbolic dimensions ({S.fmt(lead)}) is not "
-                                   "supported by Lumi's tracer")
     n = x.shape[-1]
+    if isinstance(n, str):
+        raise UnsupportedOperation(f"numpy.take_along_axis along the symbolic dimension {n} is not supported by "
+                                   "Lumi's tracer")
+    if not S.is_concrete(lead):  # a symbolic batch: select by comparing with every position (exact)
+        k = np.expand_dims(checked_index(idx, n), -1)
+        hit = np.equal(k, lift(b, np.arange(n, dtype=np.int64)))
+        picked = np.sum(np.where(hit, np.expand_dims(x, -2), np.zeros((), x.dtype)), axis=-1)
+        return np.moveaxis(picked, -1, axis)
     rows = lift(b, np.arange(math.prod(lead), dtype=np.int64).reshape(lead + (1,)) * n)
     flat = np.add(broadcast_to(rows, lead + idx.shape[-1:]), broadcast_to(checked_index(idx, n), lead + idx.shape[-1:]))
     table = reshape(broadcast_to(x, lead + (n,)), [-1])

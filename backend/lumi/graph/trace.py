@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -92,6 +93,54 @@ def flatten(name: str, value) -> dict[str, np.ndarray]:
     return {k: v for key, item in items for k, v in flatten(f"{name}.{key}", item).items()}
 
 
+class ConstantArray(np.ndarray):
+    """A NumPy array a traced function reads from its globals or closure (its weights, say). It is that array
+    in every NumPy call, evaluated at trace time as before, except that indexing it with a traced array
+    (``wte[ids]``, which NumPy itself cannot dispatch) records a gather on it as a constant."""
+
+    def __getitem__(self, key):
+        parts = key if isinstance(key, tuple) else (key,)
+        traced = [k for k in parts if isinstance(k, Tensor)]
+        if traced:
+            return lift(traced[0].builder, self.view(np.ndarray))[key]
+        return super().__getitem__(key)
+
+
+def _constant_arrays(value):
+    """``value`` with the arrays in it (through dicts, lists and tuples) as :class:`ConstantArray` views;
+    ``value`` itself where it holds none, so that a container the function may update stays the caller's."""
+    if isinstance(value, np.ndarray) and value.dtype != object and not isinstance(value, ConstantArray):
+        return value.view(ConstantArray)
+    if isinstance(value, dict):
+        new = {k: _constant_arrays(v) for k, v in value.items()}
+        return value if all(new[k] is v for k, v in value.items()) else new
+    if type(value) in (list, tuple):
+        new = type(value)(_constant_arrays(v) for v in value)
+        return value if all(a is b for a, b in zip(new, value)) else new
+    return value
+
+
+def _reading_constant_arrays(fn: Callable) -> Callable:
+    """``fn`` reading the NumPy arrays it names from its globals and closure as :class:`ConstantArray` s.
+    Nothing of the caller's changes: the copy gets its own globals mapping and closure cells."""
+    if not isinstance(fn, types.FunctionType):
+        return fn
+    g = fn.__globals__
+    named = {n: _constant_arrays(g[n]) for n in fn.__code__.co_names if n in g}
+    cells = tuple(types.CellType(_constant_arrays(c.cell_contents)) if _bound(c) else c for c in fn.__closure__ or ())
+    copy = types.FunctionType(fn.__code__, {**g, **named}, fn.__name__, fn.__defaults__, cells or None)
+    copy.__kwdefaults__ = fn.__kwdefaults__
+    return copy
+
+
+def _bound(cell) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018 - a cell whose name is not bound yet raises
+    except ValueError:
+        return False
+    return True
+
+
 def trace(fn: Callable, *example_args) -> Graph:
     """Trace ``fn`` on examples (arrays or :func:`spec`) into a :class:`Graph`.
 
@@ -103,7 +152,7 @@ def trace(fn: Callable, *example_args) -> Graph:
     tracer = Tracer()
     names = _parameter_names(fn, len(example_args))
     args = [tracer.input_tree(name, ex) for name, ex in zip(names, example_args)]
-    result = fn(*args)
+    result = _reading_constant_arrays(fn)(*args)
     if isinstance(result, Mapping):
         outputs = dict(result)
     elif isinstance(result, tuple | list):

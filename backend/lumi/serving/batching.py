@@ -49,7 +49,7 @@ def _merge(axes: list) -> int | None | str:
 
 def _row_axis(graph: Graph, node, src: list, symbol: str):
     """The row axis of ``node`` given its operands' row axes (None: independent of rows)."""
-    kind = node.op if node.op in ("matmul", "reshape", "permute") else _KIND.get(node.op)
+    kind = node.op if node.op in ("matmul", "reshape", "permute", "gather") else _KIND.get(node.op)
     shapes = [graph.nodes[s].shape for s in node.src]
     if kind in ("elementwise", "view_same"):
         return _merge(src)
@@ -78,6 +78,12 @@ def _row_axis(graph: Graph, node, src: list, symbol: str):
         if a is not None and b is not None:
             return a if a == b and a < n - 2 else _MIXED
         return a if a is not None else b
+    if kind == "gather":  # out = data[..., index, ...] at node.attrs["axis"]
+        data, index = src
+        ax, k = node.attrs["axis"], len(shapes[1])
+        if data is not None:  # rows of the data survive unless they are what is indexed, or the index has rows
+            return _MIXED if data == ax or index is not None else (data if data < ax else data - 1 + k)
+        return None if index is None else ax + index
     return _MIXED
 
 
