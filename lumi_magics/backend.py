@@ -1,20 +1,20 @@
-"""The embedded backend as a notebook sees it: Ray, the dispatcher and the HTTP gateway."""
+"""The backend as a notebook sees it: the shared local backend (or a configured cluster) and its gateway."""
 
 from __future__ import annotations
 
 import logging
 import threading
 
-from lumi.runtime.cluster import ensure_connected
+from lumi.runtime import cluster, head
 
 _log = logging.getLogger("lumi")
 _gateway_started = threading.Event()
 
 
 def start_backend() -> None:
-    """Connect to Ray and start the gateway (which the sidebar panel reads) in the background,
-    so a notebook that only runs ``%%remote`` cells still shows up in the panel."""
-    ensure_connected()
+    """Connect to Ray (joining, or starting, the machine's local backend) and make sure a gateway runs
+    there, in the background, so a notebook that only runs ``%%remote`` cells still shows in the panel."""
+    cluster.ensure_connected()
     if _gateway_started.is_set():
         return
     _gateway_started.set()
@@ -29,3 +29,10 @@ def _start_gateway() -> None:
     except Exception as e:  # the panel then says "not connected"; the cell itself is unaffected
         _log.warning("Lumi could not start its HTTP gateway: %s", e)
         _gateway_started.clear()
+
+
+def stop_backend() -> dict | None:
+    """Leave the cluster and stop the local backend (every kernel's, the panel's); the stopped record."""
+    cluster.disconnect()
+    _gateway_started.clear()
+    return head.stop_head()

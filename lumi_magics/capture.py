@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from lumi.errors import TraceError
+from lumi.graph import shapes as S
 from lumi.graph.ir import Graph
 from lumi.graph.tensor import CELL_FILENAME, Tensor
 from lumi.graph.trace import Tracer
@@ -120,11 +121,25 @@ def _traceable(value) -> bool:
         "float16", "float32", "float64", "int32", "int64", "bool")
 
 
+def describe(tensor: Tensor) -> str:
+    """What ``print`` shows for a traced array: its dtype and shape, where it was traced, and when values exist."""
+    loc = tensor.builder.nodes[tensor.id].loc
+    where = f"traced at {loc}" if loc else "an input of the cell"
+    return (f"lumi.Tensor {tensor.dtype.name}{S.fmt(tensor.shape)} ({where}; values are only available after the "
+            "run, when the cell's variables come back as NumPy arrays)")
+
+
+def _trace_print(*values, **kwargs) -> None:
+    builtins.print(*(describe(v) if isinstance(v, Tensor) else v for v in values), **kwargs)
+
+
 def trace_cell(source: str, namespace: dict) -> TracedCell:
-    """Run the cell on lazy tensors; NumPy arrays it reads become graph inputs."""
+    """Run the cell on lazy tensors; NumPy arrays it reads become graph inputs. ``print`` of a traced
+    array shows what it is (its values do not exist yet)."""
     info = analyze(source, namespace)
     tracer = Tracer()
     scope = dict(namespace)
+    scope.setdefault("print", _trace_print)
     arrays = []
     for name in info.inputs:
         if _traceable(namespace[name]):

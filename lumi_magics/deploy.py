@@ -13,7 +13,7 @@ import pandas as pd
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from lumi.errors import LumiError
 from lumi.graph import shapes as S
-from lumi.serving.endpoint import Endpoint, raise_for
+from lumi.serving.endpoint import Endpoint, raise_for, unreachable
 from lumi.serving.endpoint import deploy as upload
 from lumi.serving.gateway import ensure_gateway
 from lumi.serving.keys import keys_path
@@ -112,10 +112,11 @@ def deploy(line: str, cell: str, shell=None):
 
     The function (the last ``def``, or ``--fn``) takes arrays whose first dimension is the batch;
     notebook arrays it reads become the model's weights. Prints the URL, the version and a curl
-    example, and binds NAME to a ``lumi.Endpoint``: ``NAME(x)`` calls the endpoint. Redeploying
-    changed weights makes a new version; ``NAME.rollback()`` returns to the previous one.
+    example that reads the API key from $LUMI_KEY (never the key itself), and binds NAME to a
+    ``lumi.Endpoint``: ``NAME(x)`` calls the endpoint. Redeploying changed weights makes a new
+    version; ``NAME.rollback()`` returns to the previous one.
 
-    Example::
+    Example:
 
         %%deploy mlp --input x:float32[batch,784] --max-batch 64 --scaledown-window 300
         def predict(x):
@@ -133,7 +134,7 @@ def deploy(line: str, cell: str, shell=None):
     info = upload(graph, args.name, gateway["url"], gateway["key"], gpu=args.gpu, min_replicas=args.min_replicas,
                   max_replicas=args.max_replicas, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                   scaledown_window=args.scaledown_window, tier=args.tier)
-    handle = Endpoint(args.name, gateway["url"], gateway["key"])
+    handle = Endpoint(args.name)  # on the gateway in gateway.json, which it follows when the backend restarts
     ns[args.name] = handle
     new = "" if info["created"] else " (identical to an existing version, now active again)"
     batching = (f"batching on (up to {args.max_batch} rows, {args.max_wait_ms:g} ms)" if info["batching"]
@@ -141,8 +142,8 @@ def deploy(line: str, cell: str, shell=None):
     print(f"Deployed {args.name!r} version {info['version']}{new}, sha256 {info['sha256'][:12]}; {batching}\n"
           f"URL: {handle.url}\n"
           f"Replicas: {args.min_replicas}..{args.max_replicas}, stopped after {args.scaledown_window:g} s idle\n"
-          f"Try it:\n  {_curl(handle.url, graph)}\n"
-          f"  with LUMI_KEY={gateway['key']}  (tenant local, admin; keys live in {keys_path()})\n"
+          f"Try it (curl reads the key from $LUMI_KEY: `export LUMI_KEY=$(lumi keys show)`; keys live in "
+          f"{keys_path()}):\n  {_curl(handle.url, graph)}\n"
           f"From Python: {args.name}(x), or lumi.Endpoint({args.name!r}) in any process")
     return None
 
@@ -152,8 +153,12 @@ def deployments(args, shell) -> pd.DataFrame:
     import httpx
 
     gateway = ensure_gateway()
-    rows = raise_for(httpx.get(f"{gateway['url']}/v1/endpoints", headers={"Authorization": f"Bearer {gateway['key']}"},
-                               timeout=30)).json()
+    try:
+        r = httpx.get(f"{gateway['url']}/v1/endpoints", headers={"Authorization": f"Bearer {gateway['key']}"},
+                      timeout=30)
+    except httpx.TransportError as e:
+        raise unreachable(gateway["url"], e) from None
+    rows = raise_for(r).json()
     columns = ["name", "tenant", "active_version", "versions", "replicas", "min_replicas", "max_replicas",
                "requests", "rps", "p50_ms", "p99_ms", "cost", "url"]
     return pd.DataFrame([{**r, "versions": len(r["versions"])} for r in rows], columns=columns)

@@ -7,9 +7,9 @@ import shlex
 from collections.abc import Callable
 
 from IPython.core.error import UsageError
-from lumi.runtime import cluster, jobs
+from lumi.runtime import cluster, head
 
-from .backend import start_backend
+from .backend import start_backend, stop_backend
 
 _COMMANDS: dict[str, tuple[Callable, str, Callable | None]] = {}
 
@@ -25,17 +25,20 @@ def command(name: str, help: str, configure: Callable[[argparse.ArgumentParser],
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="%lumi", description="Lumi status and control.", add_help=True)
-    sub = parser.add_subparsers(dest="command")
+    listing = "\n".join(f"  {name:<12} {help}" for name, (_, help, _) in _COMMANDS.items())
+    parser = argparse.ArgumentParser(prog="%lumi", description="Lumi status and control (default: status).",
+                                     epilog=f"commands:\n{listing}",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help, configure) in _COMMANDS.items():
-        p = sub.add_parser(name, help=help, description=help)
+        p = sub.add_parser(name, description=help)
         if configure:
             configure(p)
     return parser
 
 
 def lumi(line: str, shell=None):
-    """Lumi status and control: ``%lumi status``, ``%lumi connect ray://host:10001``, ``%lumi --help``."""
+    """Lumi status and control: ``%lumi status``, ``%lumi jobs``, ``%lumi stop``; ``%lumi --help`` lists them all."""
     parser = _parser()
     try:
         args = parser.parse_args(shlex.split(line) or ["status"])
@@ -52,15 +55,24 @@ def status(args, shell):
     start_backend()
     info = cluster.info()
     fallback = "" if info["cuda_here"] else " (no CUDA device here: running on the CPU fallback)"
+    shared = f"\nThe local backend, shared by every kernel and the panel: {head.record_path()}; `%lumi stop` stops it" \
+        if info["local_backend"] else ""
     print(f"Lumi connected to {info['address']}: {info['nodes']} node(s), {info['cpus']:g} CPUs, "
-          f"{info['gpus']:g} GPU slots{fallback}")
+          f"{info['gpus']:g} GPU slots{fallback}{shared}")
     return None
 
 
-@command("connect", "join a Ray cluster (ray://host:10001, auto) or start the embedded one",
+@command("connect", "join a Ray cluster (ray://host:10001, auto), or without an address the local backend",
          lambda p: p.add_argument("address", nargs="?", default=None))
 def connect(args, shell):
-    jobs.reset()
     info = cluster.connect(args.address)
     print(f"Lumi connected to {info['address']}: {info['nodes']} node(s), {info['gpus']:g} GPU slots")
+    return None
+
+
+@command("stop", "stop the local backend (Ray head, dispatcher, gateway) for every kernel; the next cell starts it")
+def stop(args, shell):
+    record = stop_backend()
+    print(f"Stopped the local Lumi backend at {record['address']}" if record
+          else f"No local Lumi backend was running ({head.record_path()})")
     return None

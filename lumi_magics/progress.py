@@ -5,26 +5,30 @@ from __future__ import annotations
 import sys
 import time
 
+from .numbers import duration, job_elapsed, money, percent
+
 SHOW_AFTER_S = 1.0
 
 
 def fields(info: dict | None, elapsed: float, note: str | None = None) -> dict[str, str]:
-    """State, queue position, elapsed time, device and utilization, and cost so far, as display text.
+    """State, queue position, elapsed time, device, utilization and cost so far, as display text.
 
     ``info`` is ``Job.progress()``: the job record, its worker (or None) and the price per second.
+    Once the job exists its elapsed time is the dispatcher's (from submission, as the panel shows it);
+    before that, ``elapsed`` (the cell's wait so far).
     """
     if info is None:
-        return {"state": note or "submitting", "position": "", "elapsed": f"{elapsed:.1f} s",
-                "device": "", "cost": "$0"}
+        return {"state": note or "submitting", "position": "", "elapsed": duration(elapsed), "device": "",
+                "utilization": "", "cost": money(0)}
     job, worker = info["job"], info["worker"]
     position = ""
     if job["state"] == "queued" and job["position"]:
         position = f"#{job['position']} in queue, #{job['tier_position']} in {job['tier']}"
-    device = ""
+    device = utilization = ""
     if worker:
-        label = "CPU fallback" if worker["fallback"] else worker["device"]
-        source = "busy" if worker["utilization_source"] != "nvml" else "util"
-        device = f"{label}, {worker['utilization']:.0%} {source}"
+        device = "CPU fallback" if worker["fallback"] else worker["device"]
+        source = "busy fraction" if worker["utilization_source"] != "nvml" else "GPU utilization"
+        utilization = f"{percent(worker['utilization'])} {source}"
     elif job["device"]:
         device = "CPU fallback" if job["device"] == "CPU" else job["device"]
     if job["state"] in ("done", "failed", "cancelled") or job["started_at"] is None:
@@ -32,8 +36,8 @@ def fields(info: dict | None, elapsed: float, note: str | None = None) -> dict[s
     else:
         cost = max(0.0, time.time() - job["started_at"]) * info["price"]
     state = note or job["state"] + (f" ({job['error']})" if job["error"] else "")
-    return {"state": state, "position": position, "elapsed": f"{elapsed:.1f} s", "device": device,
-            "cost": f"${cost:.6f}"}
+    return {"state": state, "position": position, "elapsed": duration(job_elapsed(job)), "device": device,
+            "utilization": utilization, "cost": money(cost)}
 
 
 class Progress:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
 import ray
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from lumi.errors import Busy, LumiError
 from lumi.runtime import jobs
+from lumi.runtime.dispatcher import get_dispatcher
 
 from .backend import start_backend
 from .capture import analyze, results_to_namespace, trace_cell
@@ -53,12 +55,40 @@ def _follow(job: jobs.Job, timeout: float | None, view):
         raise
 
 
+_warned_gpus: set[str] = set()
+WORKERS_WAIT_S = 15.0
+
+
+def check_gpu(gpu: str, strict: bool) -> None:
+    """Say once per GPU type what a job asking for ``gpu`` runs on when the cluster has no such GPU
+    (the CPU fallback, or a wait for such a worker); with ``strict``, refuse it instead."""
+    kind = gpu.split(":")[0]
+    deadline = time.monotonic() + WORKERS_WAIT_S
+    while not (info := jobs.call(get_dispatcher().cluster.remote()))["workers"] and time.monotonic() < deadline:
+        time.sleep(0.25)  # workers still starting: what they are decides the answer
+    gpus = sorted({w["device"] for w in info["workers"] if not w["fallback"] and w["state"] != "dead"})
+    if any(kind.upper() in d.upper() for d in gpus):
+        return
+    has = f"its GPUs are {', '.join(gpus)}" if gpus else "it has no GPU"
+    runs = ("it waits in the queue until such a worker joins" if gpus
+            else "it runs on the CPU fallback (the generated CPU kernels) instead")
+    if strict:
+        raise LumiError(f"--gpu {gpu} --strict-gpu: this cluster has no {kind} ({has}), so the cell was not "
+                        f"submitted. Drop --strict-gpu to run anyway: {runs}.")
+    if kind.upper() not in _warned_gpus:
+        _warned_gpus.add(kind.upper())
+        print(f"lumi: --gpu {gpu}: this cluster has no {kind} ({has}); {runs}. "
+              "Add --strict-gpu to refuse instead. (Said once per GPU type.)", file=sys.stderr)
+
+
 @magic_arguments()
 @argument("--python", action="store_true",
           help="run the cell as ordinary Python on a worker (cloudpickle), for code the tracer cannot capture")
 @argument("--tier", default="api", help="scheduling tier (enterprise, api, unlimited, light, free); default api")
 @argument("--tenant", default="local", help="who is billed; default local")
 @argument("--gpu", default=None, metavar="TYPE[:N]", help="GPU type to run on, e.g. H100 or H100:1")
+@argument("--strict-gpu", action="store_true",
+          help="refuse to run when the cluster has no GPU of the --gpu type (default: warn once, then run)")
 @argument("--timeout", type=float, default=None, help="cancel the job after this many seconds")
 @argument("--wait", dest="wait", action="store_true", default=True,
           help="when the cluster is busy, retry politely with a countdown (default)")
@@ -71,13 +101,15 @@ def remote(line: str, cell: str, shell=None):
     While it waits and runs, the cell shows its queue position, device utilization and cost.
     Ctrl-C cancels the job on the cluster.
 
-    Example::
+    Example:
 
         %%remote --tier enterprise --gpu H100
         y = np.tanh(x @ w + b).sum(axis=1)
     """
     args = parse_argstring(remote, line)
     start_backend()
+    if args.gpu:
+        check_gpu(args.gpu, args.strict_gpu)
     ns = shell.user_ns
     options = dict(tier=args.tier, tenant=args.tenant, gpu=args.gpu)
     if args.python:

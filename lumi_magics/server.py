@@ -1,5 +1,7 @@
 """Jupyter server extension behind the Lumi panel: authenticated ``/lumi/api/…`` handlers that
-proxy to the Lumi gateway named in ``$LUMI_HOME/gateway.json``.
+proxy to the Lumi gateway named in ``$LUMI_HOME/gateway.json``. When the server starts it also
+starts the machine's local backend (``lumi serve``, in a subprocess: this process never imports
+Ray), unless ``LUMI_AUTOSTART=0``.
 
 With no gateway file, or a gateway that does not answer, every route answers 200 with
 ``{"connected": false, "hint": "<how to connect>"}`` so the panel can say so plainly.
@@ -10,6 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +31,8 @@ SECTIONS = {"cluster": "/v1/cluster", "jobs": "/v1/jobs", "deployments": "/v1/en
 COST_SERIES_POINTS = 120
 _CONNECT_TIMEOUT_S = 2.0
 _REQUEST_TIMEOUT_S = 10.0
-_START_HINT = ("In a notebook run `%load_ext lumi_magics`, then a `%%remote` or `%%deploy` cell: the embedded "
-               "backend starts its gateway and this panel connects on its own.")
+_START_HINT = ("Start the local backend with `lumi serve` in a terminal, or in a notebook run `%load_ext lumi_magics` "
+               "and a `%%remote` cell; this panel connects on its own.")
 
 
 class _NotConnected(Exception):
@@ -161,8 +166,24 @@ class ActionHandler(APIHandler):
         self.finish(json.dumps({"connected": True, "result": payload}))
 
 
+def start_backend(log) -> threading.Thread:
+    """Run ``lumi serve`` in the background: it starts the local backend, or finds it running."""
+
+    def serve() -> None:
+        done = subprocess.run([sys.executable, "-m", "lumi.cli", "serve"], capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL)
+        if done.returncode == 0:
+            log.info("%s", done.stdout.strip())
+        else:
+            log.warning("Lumi could not start its local backend: %s", (done.stderr or done.stdout).strip()[-2000:])
+
+    thread = threading.Thread(target=serve, name="lumi-serve", daemon=True)
+    thread.start()
+    return thread
+
+
 def _load_jupyter_server_extension(server_app) -> None:
-    """Register the ``/lumi/api`` handlers on the Jupyter server."""
+    """Register the ``/lumi/api`` handlers on the Jupyter server and start the local backend."""
     base = url_path_join(server_app.web_app.settings["base_url"], "lumi", "api")
     sections = "|".join(SECTIONS)
     server_app.web_app.add_handlers(".*$", [
@@ -172,3 +193,5 @@ def _load_jupyter_server_extension(server_app) -> None:
         (url_path_join(base, r"(deployments)/([^/]+)/(rollback|scale)"), ActionHandler),
     ])
     server_app.log.info("Lumi panel API at %s (gateway from %s)", base, gateway_file())
+    if os.environ.get("LUMI_AUTOSTART", "1") != "0":
+        start_backend(server_app.log)

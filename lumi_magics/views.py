@@ -7,6 +7,7 @@ from lumi.runtime.dispatcher import get_dispatcher
 from lumi.runtime.jobs import call
 
 from .line import command
+from .numbers import money
 
 _TIME_COLUMNS = ("submitted_at", "started_at", "finished_at", "t")
 
@@ -55,7 +56,7 @@ def costs(args, shell):
     frame = frame.sort_values("t")
     frame["cumulative cost"] = frame.groupby("tier")["cost"].cumsum()
     return px.line(frame, x="t", y="cumulative cost", color="tier", markers=True,
-                   title=f"Cost over time by tier (total ${ledger['total']:.6f})")
+                   title=f"Cost over time by tier (total {money(ledger['total'])})")
 
 
 WORKER_COLUMNS = ["id", "host", "device", "target", "fallback", "state", "running", "utilization",

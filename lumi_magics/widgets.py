@@ -7,7 +7,11 @@ import html
 from .progress import Progress, fields
 
 _ROW = "<tr><td style='padding-right:1em;color:var(--jp-ui-font-color2)'>{}</td><td>{}</td></tr>"
-_LABELS = {"state": "state", "position": "queue", "elapsed": "elapsed", "device": "device", "cost": "cost so far"}
+_BAR = ("<span style='display:inline-block;vertical-align:middle;width:8em;height:0.7em;margin-right:0.5em;"
+        "background:var(--jp-layout-color3)'><span style='display:block;height:100%;width:{:.0%};"
+        "background:var(--jp-brand-color1)'></span></span>")
+_LABELS = {"state": "state", "position": "queue", "elapsed": "elapsed", "device": "device",
+           "utilization": "utilization", "cost": "cost so far"}
 
 
 def frontend_available(shell) -> bool:
@@ -21,33 +25,32 @@ def frontend_available(shell) -> bool:
     return True
 
 
-class JobPanel:
-    """State, queue position, elapsed time, device utilization and cost so far, as a widget.
+def render(info: dict | None, elapsed: float, note: str | None = None) -> str:
+    """The panel's HTML: one aligned table, utilization as a bar with its reading."""
+    shown = fields(info, elapsed, note)
+    worker = info and info["worker"]
+    cells = {k: html.escape(v) for k, v in shown.items() if v}
+    if worker and "utilization" in cells:
+        cells["utilization"] = _BAR.format(min(max(worker["utilization"], 0.0), 1.0)) + cells["utilization"]
+    return "<table>" + "".join(_ROW.format(_LABELS[k], v) for k, v in cells.items()) + "</table>"
 
-    The magic sets its traits between ``ray.wait(..., timeout=0.25)`` calls, so updates reach the
-    frontend while the cell blocks.
+
+class JobPanel:
+    """State, queue position, elapsed time, device, utilization and cost so far, as one HTML widget.
+
+    Its first frame is already complete (state "submitting"); the magic sets its value between
+    ``ray.wait(..., timeout=0.25)`` calls, so updates reach the frontend while the cell blocks.
     """
 
     def __init__(self):
         import ipywidgets as widgets
         from IPython.display import display
 
-        self.table = widgets.HTML()
-        self.utilization = widgets.FloatProgress(min=0.0, max=1.0, description="utilization",
-                                                 layout=widgets.Layout(width="20em"))
-        self.box = widgets.VBox([self.table, self.utilization])
-        display(self.box)
+        self.table = widgets.HTML(render(None, 0.0))
+        display(self.table)
 
     def show(self, info: dict | None, elapsed: float, note: str | None = None, final: bool = False) -> None:
-        shown = fields(info, elapsed, note)
-        self.table.value = "<table>" + "".join(
-            _ROW.format(_LABELS[k], html.escape(v)) for k, v in shown.items() if v) + "</table>"
-        worker = info and info["worker"]
-        self.utilization.value = worker["utilization"] if worker else 0.0
-        if worker:
-            self.utilization.description = "busy (CPU fallback)" if worker["fallback"] else "GPU utilization"
-        if final:
-            self.utilization.layout.display = "none"
+        self.table.value = render(info, elapsed, note)
 
     def close(self) -> None:
         pass

@@ -1,19 +1,27 @@
-"""Shared fixtures: one real local Ray per test session, an IPython shell with Lumi loaded."""
+"""Shared fixtures: one real local Ray per test session, an IPython shell with Lumi loaded, and
+fresh ``LUMI_HOME``s whose local backends are stopped when they are done with."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 
 import pytest
+from backends import stop_backend
 
-# Keep the tests away from the user's ~/.lumi and from any configured cluster.
+# Keep the tests away from the user's ~/.lumi and from any configured cluster: each run has its own
+# LUMI_HOME, outside the checkout. Jupyter servers the tests start do not start a backend on their own
+# (LUMI_AUTOSTART=0) unless a test asks for it.
 _HOME = tempfile.mkdtemp(prefix="lumi-test-home-")
 os.environ["LUMI_HOME"] = _HOME
+os.environ["LUMI_AUTOSTART"] = "0"
 os.environ.pop("LUMI_RAY_ADDRESS", None)
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    stop_backend(_HOME)
 
 
 def has_cuda() -> bool:
@@ -33,8 +41,15 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def lumi_home():
-    yield _HOME
-    shutil.rmtree(_HOME, ignore_errors=True)
+    return _HOME
+
+
+@pytest.fixture
+def fresh_home(tmp_path_factory):
+    """A LUMI_HOME of its own for processes a test starts (kernels, servers); its backend is stopped after."""
+    home = tmp_path_factory.mktemp("lumi-home")
+    yield home
+    stop_backend(home)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 import httpx
 
@@ -40,10 +39,10 @@ def _request(args, method: str, path: str, **kw) -> dict | list:
 
 
 def cmd_deploy(args) -> None:
-    from .graph.fileformat import load
+    from .onnx import read_graph
     from .serving.endpoint import deploy
 
-    graph = load(args.file)
+    graph = read_graph(args.file)
     url, key = _gateway(args)
     info = deploy(graph, args.name, url, key, gpu=args.gpu, min_replicas=args.min_replicas,
                   max_replicas=args.max_replicas, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
@@ -85,24 +84,53 @@ def cmd_delete(args) -> None:
 
 
 def cmd_keys(args) -> None:
-    from .serving.keys import add_key, keys_path
+    """``lumi keys create|list|revoke|rotate|show``: keys are stored as hashes, so a new key is shown only here
+    (``show`` prints the local admin key, which ``$LUMI_HOME/admin.key`` keeps for this machine's tools)."""
+    import time
 
-    key = add_key(args.tenant, args.tier, admin=args.admin)
-    print(f"{key}\n(added to {keys_path()} for tenant {args.tenant}, tier {args.tier})")
+    from .serving import keys
+
+    if args.action == "show":
+        print(keys.admin_key())
+        return
+    if args.action == "list":
+        print(f"{'PREFIX':<14} {'TENANT':<16} {'TIER':<11} {'ADMIN':<6} CREATED")
+        for k in keys.list_keys():
+            print(f"{k.prefix:<14} {k.tenant:<16} {k.tier:<11} {'yes' if k.admin else 'no':<6} "
+                  f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(k.created_at)) if k.created_at else '-'}")
+        return
+    if not args.target:
+        raise LumiError(f"lumi keys {args.action} needs a {'TENANT' if args.action == 'create' else 'PREFIX'}")
+    if args.action == "revoke":
+        k = keys.revoke_key(args.target)
+        print(f"revoked {k.prefix} (tenant {k.tenant}, tier {k.tier})")
+        return
+    key = keys.add_key(args.target, args.tier, admin=args.admin) if args.action == "create" else \
+        keys.rotate_key(args.target)
+    print(f"{key}\n(shown once: only its hash is kept in {keys.keys_path().name}; store it now)")
 
 
 def cmd_serve(args) -> None:
-    from .runtime.cluster import connect
-    from .serving.gateway import ensure_gateway, gateway_file
+    """Start the local backend (or join it when it runs), or with --address start a gateway in that cluster."""
+    if args.address:
+        from .runtime.cluster import connect
+        from .serving.gateway import ensure_gateway
 
-    connect(args.address)
-    info = ensure_gateway()
-    print(f"Lumi gateway at {info['url']} (admin key and URL in {gateway_file()}); Ctrl-C stops it")
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
+        connect(args.address)
+        where, url = args.address, ensure_gateway()["url"]
+    else:
+        from .runtime.head import ensure_head, record_path
+
+        record = ensure_head()
+        where, url = f"{record['address']} (recorded in {record_path()})", record["gateway"]
+    print(f"Lumi backend: Ray at {where}, gateway at {url}. It keeps running; `lumi stop` stops it.")
+
+
+def cmd_stop(args) -> None:
+    from .runtime.head import record_path, stop_head
+
+    record = stop_head()
+    print(f"stopped the Lumi backend at {record['address']}" if record else f"no Lumi backend runs ({record_path()})")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -111,8 +139,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--key", help="API key (default: $LUMI_KEY or the local admin key)")
     sub = p.add_subparsers(dest="command", required=True)
 
-    d = sub.add_parser("deploy", help="deploy an exported .lumi file as a new version of an endpoint")
-    d.add_argument("file", help="a .lumi file written by Graph.export")
+    d = sub.add_parser("deploy", help="deploy a .lumi file or an ONNX model as a new version of an endpoint")
+    d.add_argument("file", help="a .lumi file written by Graph.export, or an .onnx model (imported by lumi.from_onnx)")
     d.add_argument("--name", required=True, help="endpoint name")
     d.add_argument("--gpu", nargs="?", const="any", default=None, help="run replicas on a GPU (optionally a type)")
     d.add_argument("--min-replicas", type=int, default=None, help="replicas kept warm (default 0)")
@@ -140,14 +168,18 @@ def _parser() -> argparse.ArgumentParser:
     x = sub.add_parser("delete", help="delete an endpoint (its stored versions stay)")
     x.add_argument("name")
     x.set_defaults(fn=cmd_delete)
-    k = sub.add_parser("keys", help="create an API key for a tenant in $LUMI_HOME/keys.toml")
-    k.add_argument("tenant")
-    k.add_argument("--tier", default="api")
-    k.add_argument("--admin", action="store_true")
+    k = sub.add_parser("keys", help="API keys: create TENANT [--tier T --admin], list, revoke PREFIX, rotate PREFIX, "
+                       "show (the local admin key)")
+    k.add_argument("action", choices=["create", "list", "revoke", "rotate", "show"])
+    k.add_argument("target", nargs="?", help="a tenant (create) or a key's prefix (revoke, rotate)")
+    k.add_argument("--tier", default="api", help="the most this key's work may use (create)")
+    k.add_argument("--admin", action="store_true", help="an admin key: every tenant, any tier, no quotas")
     k.set_defaults(fn=cmd_keys)
-    v = sub.add_parser("serve", help="start Ray (embedded, or --address) and the gateway, in the foreground")
-    v.add_argument("--address", default=None, help="Ray address (default: $LUMI_RAY_ADDRESS or embedded)")
+    v = sub.add_parser("serve", help="start the local backend (Ray head, dispatcher, gateway) in the background")
+    v.add_argument("--address", default=None, help="start only a gateway, in the Ray cluster at this address")
     v.set_defaults(fn=cmd_serve)
+    t = sub.add_parser("stop", help="stop the local backend that `lumi serve` or a notebook started")
+    t.set_defaults(fn=cmd_stop)
     return p
 
 

@@ -1,5 +1,6 @@
 // Pure DOM rendering of the panel's sections from a snapshot; no state, no requests.
 import type { ICluster, ICosts, IDeployment, IJob } from './api';
+import { duration, jobElapsed, money, percent } from './format';
 
 type Child = Node | string | number | null | undefined | false;
 type Attrs = Record<string, string | number | boolean | ((event: Event) => void) | undefined>;
@@ -57,30 +58,6 @@ export function sparkline(values: number[], title: string, max?: number): SVGSVG
   line.setAttribute('vector-effect', 'non-scaling-stroke');
   svg.append(area, line);
   return svg;
-}
-
-export function money(usd: number | null | undefined): string {
-  if (usd === null || usd === undefined) {
-    return '—';
-  }
-  if (usd === 0) {
-    return '$0';
-  }
-  return usd >= 1 ? `$${usd.toFixed(2)}` : `$${usd.toPrecision(2)}`;
-}
-
-export function duration(seconds: number | null): string {
-  if (seconds === null || !Number.isFinite(seconds)) {
-    return '—';
-  }
-  const s = Math.max(seconds, 0);
-  if (s < 60) {
-    return `${s.toFixed(s < 10 ? 1 : 0)} s`;
-  }
-  if (s < 3600) {
-    return `${Math.floor(s / 60)} m ${Math.round(s % 60)} s`;
-  }
-  return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} m`;
 }
 
 export function bytes(n: number | null): string {
@@ -170,7 +147,7 @@ export function renderCluster(cluster: ICluster, history: Map<string, IHistory>)
         { class: 'lumi-Metric' },
         h('span', { class: 'lumi-Metric-label' }, 'util'),
         sparkline(past.utilization, `utilization of ${w.id} (${w.utilization_source})`, 1),
-        h('span', { class: 'lumi-Metric-value', title: w.utilization_source }, `${Math.round(w.utilization * 100)}%`)
+        h('span', { class: 'lumi-Metric-value', title: w.utilization_source }, percent(w.utilization))
       ),
       memory
     );
@@ -186,13 +163,6 @@ export function renderCluster(cluster: ICluster, history: Map<string, IHistory>)
 
 const ACTIVE: ReadonlySet<string> = new Set(['queued', 'running']);
 const FINISHED_SHOWN = 20;
-
-function elapsed(job: IJob, now: number): number | null {
-  if (job.started_at !== null) {
-    return (job.finished_at ?? now) - job.started_at;
-  }
-  return job.submitted_at === null ? null : (job.finished_at ?? now) - job.submitted_at;
-}
 
 export function renderQueue(jobs: IJob[], now: number, onCancel: (job: IJob) => void): HTMLElement {
   const active = jobs.filter(j => ACTIVE.has(j.state));
@@ -216,7 +186,7 @@ export function renderQueue(jobs: IJob[], now: number, onCancel: (job: IJob) => 
         { class: 'lumi-Row-detail' },
         `${job.tenant} · ${job.tier}`,
         job.position === null ? '' : ` · position ${job.position}`,
-        ` · ${duration(elapsed(job, now))}`,
+        ` · ${duration(jobElapsed(job, now))}`,
         job.error ? h('div', { class: 'lumi-Error' }, job.error) : null
       )
     )
@@ -257,8 +227,10 @@ export function renderDeployments(
       h(
         'div',
         { class: 'lumi-Row-detail' },
-        h('span', { title: `min ${d.min_replicas}, max ${d.max_replicas}` }, `${d.replicas} replica${d.replicas === 1 ? '' : 's'}`),
-        ` · ${d.rps.toFixed(d.rps < 10 ? 1 : 0)} req/s · p50 ${ms(d.p50_ms)} · p99 ${ms(d.p99_ms)}`
+        h('span', { class: 'lumi-Stat', title: `min ${d.min_replicas}, max ${d.max_replicas}` }, `${d.replicas} replica${d.replicas === 1 ? '' : 's'}`),
+        h('span', { class: 'lumi-Stat' }, `${d.rps.toFixed(d.rps < 10 ? 1 : 0)} req/s`),
+        h('span', { class: 'lumi-Stat', 'data-stat': 'p50' }, `p50 ${ms(d.p50_ms)}`),
+        h('span', { class: 'lumi-Stat', 'data-stat': 'p99' }, `p99 ${ms(d.p99_ms)}`)
       ),
       h(
         'div',
@@ -293,7 +265,7 @@ function breakdown(title: string, totals: Record<string, number>): HTMLElement {
 
 export function renderCosts(costs: ICosts): HTMLElement {
   const values = costs.series.map(([, total]) => total);
-  const span = costs.series.length > 1 ? costs.series[costs.series.length - 1][0] - costs.series[0][0] : 0;
+  const since = costs.series.length ? new Date(costs.series[0][0] * 1000).toLocaleTimeString() : null;
   return section(
     'costs',
     'Cost',
@@ -303,7 +275,7 @@ export function renderCosts(costs: ICosts): HTMLElement {
       h('span', { class: 'lumi-Total-value', 'data-total': costs.total }, money(costs.total)),
       sparkline(values, 'cumulative cost over time')
     ),
-    span > 0 ? h('p', { class: 'lumi-mod-muted lumi-Total-span' }, `cumulative, over the last ${duration(span)}`) : null,
+    since ? h('p', { class: 'lumi-mod-muted lumi-Total-span' }, `total since the first metered work, at ${since}`) : null,
     h(
       'div',
       { class: 'lumi-Breakdowns' },

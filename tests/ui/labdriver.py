@@ -5,12 +5,10 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +26,6 @@ class Lab:
     token: str
     root: Path
     home: Path
-    tmp: Path
     process: subprocess.Popen
 
     def api(self, path: str) -> str:
@@ -41,8 +38,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_lab(tmp: Path, notebooks: dict[str, dict] | None = None) -> Lab:
-    """``jupyter lab`` on a free port with a token, its own LUMI_HOME, settings and root dir."""
+def start_lab(tmp: Path, notebooks: dict[str, dict] | None = None, autostart: bool = False) -> Lab:
+    """``jupyter lab`` on a free port with a token, its own LUMI_HOME, settings and root dir. With
+    ``autostart`` the server extension starts the local backend, as in ``./dev lab``; else the first
+    ``%%remote`` does. Either way :func:`stop_lab` stops it."""
     import nbformat
 
     root, home, settings = tmp / "root", tmp / "lumi-home", tmp / "lab-settings"
@@ -51,12 +50,11 @@ def start_lab(tmp: Path, notebooks: dict[str, dict] | None = None) -> Lab:
     for name, nb in (notebooks or {"empty.ipynb": nbformat.v4.new_notebook()}).items():
         nbformat.write(nb, root / name)
     port, token = _free_port(), secrets.token_hex(16)
-    # A TMPDIR of its own keeps the kernel's embedded Ray from joining another local Ray head (Lumi joins
-    # the one recorded in $TMPDIR/ray); it is short because Ray's socket paths live under it.
-    ray_tmp = tempfile.mkdtemp(prefix="lumi-ui-", dir="/tmp")
-    env = dict(os.environ, LUMI_HOME=str(home), JUPYTERLAB_SETTINGS_DIR=str(settings), TMPDIR=ray_tmp,
-               JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"), JUPYTER_RUNTIME_DIR=str(tmp / "runtime"))
+    env = dict(os.environ, LUMI_HOME=str(home), JUPYTERLAB_SETTINGS_DIR=str(settings),
+               JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"), JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
+               LUMI_AUTOSTART="1" if autostart else "0", LUMI_HEAD_CPUS="2", LUMI_HEAD_GPUS="4")
     env.pop("LUMI_RAY_ADDRESS", None)
+    env.pop("RAY_AUTH_MODE", None)  # as in `./dev lab`: Lumi picks Ray's auth mode (a token)
     log = tmp / "jupyter.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
@@ -66,7 +64,7 @@ def start_lab(tmp: Path, notebooks: dict[str, dict] | None = None) -> Lab:
              "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
             env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
-    lab = Lab(f"http://127.0.0.1:{port}", token, root, home, Path(ray_tmp), process)
+    lab = Lab(f"http://127.0.0.1:{port}", token, root, home, process)
     deadline = time.monotonic() + STARTUP_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -82,7 +80,9 @@ def start_lab(tmp: Path, notebooks: dict[str, dict] | None = None) -> Lab:
 
 
 def stop_lab(lab: Lab) -> None:
-    """SIGTERM lets the server shut its kernels down (and with them an embedded Ray)."""
+    """SIGTERM lets the server shut its kernels down; then the local backend (it outlives them) is stopped."""
+    from backends import stop_backend
+
     if lab.process.poll() is None:
         os.killpg(lab.process.pid, signal.SIGTERM)
         try:
@@ -90,7 +90,7 @@ def stop_lab(lab: Lab) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(lab.process.pid, signal.SIGKILL)
             lab.process.wait(10)
-    shutil.rmtree(lab.tmp, ignore_errors=True)
+    stop_backend(lab.home)
 
 
 def open_lab(browser, lab: Lab, path: str = "lab"):
@@ -174,9 +174,12 @@ def run_cell(page, path: str, index: int, wait_s: float = 300) -> list[dict]:
 def start_cell(page, path: str, index: int) -> None:
     """Start running cell ``index`` of the open notebook ``path``; do not wait."""
     page.evaluate(
-        f"""([path, index]) => {{
+        f"""async ([path, index]) => {{
             const panel = {_NOTEBOOK};
             window.jupyterapp.shell.activateById(panel.id);
+            while (window.jupyterapp.shell.currentWidget !== panel) {{  // with several notebooks open
+                await new Promise(resolve => setTimeout(resolve, 50));
+            }}
             panel.content.activeCellIndex = index;
             panel.content.deselectAll();
             void window.jupyterapp.commands.execute('notebook:run-cell');

@@ -29,7 +29,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 NOTEBOOK = "flow.ipynb"
 CELLS = [
-    # what a user types: no explicit connect; the first %%remote starts the embedded backend and its gateway
+    # what a user types: no explicit connect; the first %%remote starts the local backend and its gateway
     "%load_ext lumi_magics\nimport numpy as np\nx = np.linspace(-1, 1, 256 * 256, dtype=np.float32).reshape(256, 256)",
     "%%remote --timeout 120 --tenant alice --tier enterprise\ny = np.tanh(x) @ x",
     "print(float(abs(y).sum()) > 0)",
@@ -71,7 +71,8 @@ def _gateway(lab) -> tuple[str, dict]:
 
 
 def _cost(text: str) -> float:
-    return float(re.fullmatch(r"\$([0-9.e+-]+)", text.strip()).group(1))
+    """A cost as the panel shows it (``$0.0012``, ``<$0.000001``: then its bound)."""
+    return float(re.fullmatch(r"<?\$([0-9.]+)", text.strip()).group(1))
 
 
 @pytest.mark.timeout(600)
@@ -119,6 +120,9 @@ def test_deployment_shows_and_rolls_back_from_the_panel(page, lab):
     row = panel.locator('.lumi-Deployment[data-deployment="demo"]')
     row.and_(page.locator('[data-version="2"]')).wait_for(timeout=20_000)
     assert "v1" in row.inner_text() and "v2" in row.inner_text()
+    for stat in ("p50", "p99"):  # at the panel's default width each figure stays on one line
+        rects = row.locator(f'[data-stat="{stat}"]').evaluate("e => e.getClientRects().length")
+        assert rects == 1, f"{stat} wraps in the panel"
     row.get_by_role("button", name="Rollback").click()
     row.and_(page.locator('[data-version="1"]')).wait_for(timeout=20_000)
     assert "Rolled back demo" in panel.locator(".lumi-Message").inner_text()

@@ -1,18 +1,22 @@
-"""Connecting to Ray: an existing cluster when configured, else an embedded local one."""
+"""Connecting to Ray: a configured cluster, else the machine's shared local backend (``runtime/head.py``)."""
 
 from __future__ import annotations
 
 import logging
 import os
-import socket
-import sys
 import threading
+import time
 
 import ray
 
+from ..errors import LumiError
+from . import head
+
 NAMESPACE = "lumi"
-EMBEDDED_LOGICAL_GPUS = 4
 _lock = threading.Lock()
+_joined: dict | None = None  # the local backend's record while this process is connected to it
+_checked_at = 0.0
+CHECK_EVERY_S = 2.0
 
 
 def cuda_device_count() -> int:
@@ -25,51 +29,51 @@ def cuda_device_count() -> int:
         return 0
 
 
-def local_head() -> str | None:
-    """The address of a head started on this machine with ``ray start --head`` (Binder's
-    ``start`` script does), if one is answering; Ray records it in ``<tmp>/ray/ray_current_cluster``."""
-    tmp = os.environ.get("TMPDIR", "/tmp") if sys.platform.startswith("linux") else "/tmp"
-    path = os.path.join(tmp, "ray", "ray_current_cluster")
-    try:
-        with open(path) as f:
-            address = f.read().strip()
-        host, port = address.rsplit(":", 1)
-        with socket.create_connection((host, int(port)), timeout=0.5):
-            return address
-    except (OSError, ValueError):
-        return None
-
-
 def connect(address: str | None = None) -> dict:
-    """Join the Ray cluster at ``address`` (``ray://host:10001``, ``auto``), ``$LUMI_RAY_ADDRESS``,
-    or a local head already running (``ray start --head``); else start an embedded local Ray
-    with all CPUs, and logical GPUs on a machine without any so that GPU-shaped workers
-    schedule (they then run the CPU fallback)."""
+    """Join the Ray cluster at ``address`` (``ray://host:10001``, ``auto``, ``host:port``) or
+    ``$LUMI_RAY_ADDRESS``; without either, join the local backend recorded under ``$LUMI_HOME``,
+    starting it first when none is alive. Any earlier connection of this process is closed."""
+    global _joined
     with _lock:
-        address = address or os.environ.get("LUMI_RAY_ADDRESS") or local_head()
+        address = address or os.environ.get("LUMI_RAY_ADDRESS")
         if ray.is_initialized():
-            if address is None:
-                return info()
             ray.shutdown()
+        _joined = None
+        from .jobs import reset  # cached ObjectRefs belong to the connection that made them
+
+        reset()
         common = dict(namespace=NAMESPACE, logging_level=logging.WARNING, log_to_driver=False)
         if address:
-            ray.init(address=address, **common)
-        else:
-            gpus = cuda_device_count() or EMBEDDED_LOGICAL_GPUS
-            ray.init(
-                address="local",  # a new cluster, even where Ray's file names a head that has died
-                num_cpus=os.cpu_count(),
-                num_gpus=gpus,
-                include_dashboard=False,
-                object_store_memory=int(os.environ.get("LUMI_OBJECT_STORE_BYTES", 200 << 20)),
-                **common,
-            )
+            _init(address, common)
+            return info()
+        record = head.ensure_head()
+        head.use_auth(record)
+        # Ray ends a driver 60 s after its GCS is gone; a kernel must survive `lumi stop` elsewhere (the next
+        # Lumi call sees the head is dead and joins the new one), so wait for a GCS as long as it takes.
+        os.environ.setdefault("RAY_gcs_rpc_server_reconnect_timeout_s", str(10 * 365 * 86400))
+        _init(record["address"], common)
+        _joined = record
         return info()
 
 
+def _init(address: str, common: dict) -> None:
+    try:
+        ray.init(address=address, **common)
+    except (ConnectionError, RuntimeError) as e:
+        raise LumiError(f"Lumi could not join the Ray cluster at {address}: {e}. Check that it runs "
+                        "(`lumi serve` starts the local one; `%lumi connect ADDRESS` joins another).") from None
+
+
 def ensure_connected() -> None:
+    """Connect on first use, and again when the local backend this process joined has stopped
+    (``lumi stop`` elsewhere): a dead head is never used."""
+    global _checked_at
     if not ray.is_initialized():
         connect()
+    elif _joined is not None and time.monotonic() - _checked_at > CHECK_EVERY_S:
+        _checked_at = time.monotonic()
+        if not head.alive(_joined):
+            connect()
 
 
 def info() -> dict:
@@ -78,6 +82,7 @@ def info() -> dict:
     resources = ray.cluster_resources()
     return {
         "address": ctx.gcs_address,
+        "local_backend": _joined is not None,
         "nodes": len([n for n in ray.nodes() if n.get("Alive")]),
         "cpus": resources.get("CPU", 0),
         "gpus": resources.get("GPU", 0),
@@ -86,6 +91,12 @@ def info() -> dict:
 
 
 def disconnect() -> None:
+    """Leave the cluster (the local backend keeps running for everyone else)."""
+    global _joined
+    from .jobs import reset
+
     with _lock:
+        _joined = None
+        reset()
         if ray.is_initialized():
             ray.shutdown()

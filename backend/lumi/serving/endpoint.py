@@ -34,6 +34,13 @@ def raise_for(r: httpx.Response) -> httpx.Response:
     raise LumiError(f"the gateway answered {r.status_code}: {detail}")
 
 
+def unreachable(base: str, error: Exception, what: str = "the Lumi gateway") -> LumiError:
+    """A gateway that does not answer, in Lumi's words: what is down and how to start it."""
+    return LumiError(f"{what} at {base} does not answer ({type(error).__name__}): the Lumi backend that served it "
+                     "has stopped. Start it with `lumi serve` (or run a %%remote cell); endpoints are kept in the "
+                     "model store, so the new gateway serves them again.")
+
+
 def _gateway(url: str | None, key: str | None) -> tuple[str, str]:
     if url is not None and key is not None:
         return url, key
@@ -54,9 +61,25 @@ class Endpoint:
         if url is not None and "/v1/endpoints/" in url:
             url = url.split("/v1/endpoints/")[0]
         self.name = name
+        self._follows_local = url is None  # follow the local backend's gateway when it restarts elsewhere
         self.base, self.key = _gateway(url, key)
         self.base = self.base.rstrip("/")
         self._client = httpx.Client(timeout=TIMEOUT_S)
+
+    def _request(self, method: str, path: str, headers: dict | None = None, **kw) -> httpx.Response:
+        """One gateway call; a gateway that does not answer is a ``LumiError``. A handle on the local
+        gateway retries once where ``gateway.json`` names a new one (the backend was restarted)."""
+        while True:
+            try:
+                r = self._client.request(method, self.base + path, headers={**self.headers, **(headers or {})}, **kw)
+                return raise_for(r)
+            except httpx.TransportError as e:
+                from .gateway import gateway_info
+
+                moved = gateway_info() if self._follows_local else None
+                if moved is None or moved["url"].rstrip("/") == self.base:
+                    raise unreachable(self.base, e, f"the gateway of endpoint {self.name!r}") from None
+                self.base, self.key = moved["url"].rstrip("/"), moved["key"]
 
     @property
     def url(self) -> str:
@@ -70,7 +93,7 @@ class Endpoint:
 
     def info(self) -> dict:
         """The endpoint as ``GET /v1/endpoints/{name}`` describes it."""
-        return raise_for(self._client.get(f"{self.base}/v1/endpoints/{self.name}", headers=self.headers)).json()
+        return self._request("GET", f"/v1/endpoints/{self.name}").json()
 
     @property
     def version(self) -> int:
@@ -85,15 +108,15 @@ class Endpoint:
                              f"got {len(arrays)}")
         tensors = {**dict(zip(names, arrays)), **named}
         body = st_save({k: np.ascontiguousarray(v) for k, v in tensors.items()})
-        r = raise_for(self._client.post(self.url, content=body,
-                                        headers={**self.headers, "Content-Type": "application/octet-stream"}))
+        r = self._request("POST", f"/v1/endpoints/{self.name}/infer", content=body,
+                          headers={"Content-Type": "application/octet-stream"})
         received = st_load(r.content)
         outputs = [received[o["name"]] for o in self._outputs()]
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
     def _metadata(self) -> dict:
         if not hasattr(self, "_meta"):
-            self._meta = raise_for(self._client.get(f"{self.base}/v2/models/{self.name}", headers=self.headers)).json()
+            self._meta = self._request("GET", f"/v2/models/{self.name}").json()
         return self._meta
 
     def _inputs(self) -> list[dict]:
@@ -106,13 +129,12 @@ class Endpoint:
         """Make ``version`` active (default: the previous one)."""
         body = {} if version is None else {"version": version}
         self._meta_reset()
-        return raise_for(self._client.post(f"{self.base}/v1/endpoints/{self.name}/rollback", json=body,
-                                           headers=self.headers)).json()
+        return self._request("POST", f"/v1/endpoints/{self.name}/rollback", json=body).json()
 
     def _meta_reset(self) -> None:
         self.__dict__.pop("_meta", None)
 
-    def __repr__(self) -> str:
+    def __repr__(self) -> str:  # never the key: reprs end up in saved notebook outputs
         return f"<lumi.Endpoint {self.name} at {self.url}>"
 
 
@@ -124,7 +146,10 @@ def deploy(graph: Graph | bytes, name: str, url: str | None = None, key: str | N
     data = graph if isinstance(graph, bytes) else dumps(graph)
     params = {k: v for k, v in options.items() if v is not None}
     start = time.monotonic()
-    r = raise_for(httpx.put(f"{base.rstrip('/')}/v1/endpoints/{name}", content=data, params=params,
-                            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/octet-stream"},
-                            timeout=TIMEOUT_S))
+    try:
+        r = raise_for(httpx.put(f"{base.rstrip('/')}/v1/endpoints/{name}", content=data, params=params,
+                                headers={"Authorization": f"Bearer {key}", "Content-Type": "application/octet-stream"},
+                                timeout=TIMEOUT_S))
+    except httpx.TransportError as e:
+        raise unreachable(base, e) from None
     return {**r.json(), "upload_s": time.monotonic() - start}
