@@ -1,7 +1,9 @@
 """Cell capture: which names a cell reads and binds, and its computation as a graph.
 
 Inputs are the names a cell reads before assigning them that exist in the user namespace;
-outputs are the names it binds by assignment (plain, augmented, annotated, tuple). Imports,
+outputs are the names it binds by assignment (plain, augmented, annotated, tuple, and item
+assignment ``y[i] = v``, which a traced cell records as a new value of ``y``); dicts, lists and
+tuples of arrays among the inputs (nested weights) become one graph input per array. Imports,
 functions and classes the cell defines are replayed in the user namespace afterwards.
 """
 
@@ -13,11 +15,10 @@ import linecache
 from dataclasses import dataclass, field
 
 import numpy as np
-from lumi.errors import TraceError
 from lumi.graph import shapes as S
 from lumi.graph.ir import Graph
 from lumi.graph.tensor import CELL_FILENAME, Tensor
-from lumi.graph.trace import Tracer
+from lumi.graph.trace import Tracer, flatten
 
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.ListComp, ast.SetComp,
            ast.DictComp, ast.GeneratorExp)
@@ -48,11 +49,18 @@ def _reads(node: ast.AST) -> list[str]:
     return loads
 
 
+def _updated(target: ast.AST) -> list[str]:
+    """The name an item assignment updates (``y`` in ``y[0, :2] = v`` or ``y[1:] += v``)."""
+    while isinstance(target, ast.Subscript):
+        target = target.value
+    return [target.id] if isinstance(target, ast.Name) else []
+
+
 def _binds(stmt: ast.stmt) -> list[str]:
     if isinstance(stmt, ast.Assign):
-        return [n for t in stmt.targets for n in _target_names(t)]
+        return [n for t in stmt.targets for n in _target_names(t) + _updated(t)]
     if isinstance(stmt, ast.AugAssign | ast.AnnAssign) and (not isinstance(stmt, ast.AnnAssign) or stmt.value):
-        return _target_names(stmt.target)
+        return _target_names(stmt.target) + _updated(stmt.target)
     if isinstance(stmt, ast.For | ast.AsyncFor):
         return _target_names(stmt.target) + [n for s in stmt.body + stmt.orelse for n in _binds(s)]
     if isinstance(stmt, ast.If | ast.While | ast.With | ast.Try):
@@ -113,12 +121,44 @@ class TracedCell:
     graph: Graph | None
     arrays: list[np.ndarray]
     local_values: dict
-    groups: dict[str, tuple[str, list[str]]]  # output name -> (tuple|list, graph output names)
+    containers: dict[str, object]  # output name -> its dicts/lists/tuples, with graph output keys for the arrays
+
+
+@dataclass(frozen=True)
+class _Output:
+    key: str  # the graph output holding this array
+
+
+def _split(key: str, value, outputs: dict):
+    """``value`` with every traced array in it (through dicts, lists and tuples) moved to ``outputs`` under a
+    key named by its path, and replaced by that key."""
+    if isinstance(value, Tensor):
+        outputs[key] = value
+        return _Output(key)
+    if isinstance(value, dict):
+        return {k: _split(f"{key}.{k}", v, outputs) for k, v in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(_split(f"{key}[{i}]", v, outputs) for i, v in enumerate(value))
+    return value
+
+
+def _join(template, results: dict):
+    """The inverse of :func:`_split`, with NumPy results in place of the traced arrays."""
+    if isinstance(template, _Output):
+        return results[template.key]
+    if isinstance(template, dict):
+        return {k: _join(v, results) for k, v in template.items()}
+    if type(template) in (list, tuple):
+        return type(template)(_join(v, results) for v in template)
+    return template
 
 
 def _traceable(value) -> bool:
-    return isinstance(value, np.ndarray) and value.dtype.name in (
-        "float16", "float32", "float64", "int32", "int64", "bool")
+    """An array the graph can take, or a dict, list or tuple of such arrays (nested weights)."""
+    if isinstance(value, np.ndarray):
+        return value.dtype.name in ("float16", "float32", "float64", "int32", "int64", "bool")
+    leaves = flatten("", value)
+    return bool(leaves) and all(_traceable(a) for a in leaves.values())
 
 
 def describe(tensor: Tensor) -> str:
@@ -142,38 +182,36 @@ def trace_cell(source: str, namespace: dict) -> TracedCell:
     scope.setdefault("print", _trace_print)
     arrays = []
     for name in info.inputs:
-        if _traceable(namespace[name]):
-            scope[name] = tracer.input(name, namespace[name])
-            arrays.append(namespace[name])
+        if _traceable(namespace[name]):  # one graph input per array, named by its path (params.blocks.0.w)
+            scope[name] = tracer.input_tree(name, namespace[name])
+            arrays.extend(flatten(name, namespace[name]).values())
     linecache.cache[CELL_FILENAME] = (len(source), None, source.splitlines(True), CELL_FILENAME)
     exec(compile(source, CELL_FILENAME, "exec"), scope)
-    outputs, local, groups = {}, {}, {}
+    outputs, local, containers = {}, {}, {}
     for name in info.outputs:
-        value = scope.get(name)
+        if name not in scope:
+            continue
+        value = scope[name]
         if isinstance(value, Tensor):
             outputs[name] = value
-        elif isinstance(value, tuple | list) and any(isinstance(v, Tensor) for v in value):
-            keys = [f"{name}[{i}]" for i in range(len(value))]
-            outputs.update(zip(keys, value))
-            groups[name] = (type(value).__name__, keys)
-        elif name in scope:
+            continue
+        traced = len(outputs)
+        template = _split(name, value, outputs)
+        if len(outputs) > traced:  # a dict, list or tuple holding traced arrays
+            containers[name] = template
+        else:
             local[name] = value
-    for name, value in local.items():
-        if isinstance(value, dict) and any(isinstance(v, Tensor) for v in value.values()):
-            raise TraceError(f"output {name!r} holds traced arrays inside a dict; bind each array to its own name")
     graph = tracer.graph(outputs) if outputs else None
-    return TracedCell(info, graph, arrays, local, groups)
+    return TracedCell(info, graph, arrays, local, containers)
 
 
 def results_to_namespace(cell: TracedCell, results: list[np.ndarray]) -> dict:
-    """Map graph results back to the cell's output names."""
+    """Map graph results back to the cell's output names (and into the containers that held them)."""
     by_key = dict(zip(cell.graph.outputs, results)) if cell.graph else {}
     values = dict(cell.local_values)
     for name in cell.info.outputs:
-        if name in cell.groups:
-            kind, keys = cell.groups[name]
-            seq = [by_key[k] for k in keys]
-            values[name] = tuple(seq) if kind == "tuple" else seq
+        if name in cell.containers:
+            values[name] = _join(cell.containers[name], by_key)
         elif name in by_key:
             values[name] = by_key[name]
     return values

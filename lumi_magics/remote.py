@@ -7,7 +7,8 @@ import time
 
 import ray
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from lumi.errors import Busy, LumiError
+from lumi.errors import Busy, LumiError, TraceError, UnsupportedOperation
+from lumi.graph.tensor import CELL_FILENAME
 from lumi.runtime import jobs
 from lumi.runtime.dispatcher import get_dispatcher
 
@@ -84,6 +85,8 @@ def check_gpu(gpu: str, strict: bool) -> None:
 @magic_arguments()
 @argument("--python", action="store_true",
           help="run the cell as ordinary Python on a worker (cloudpickle), for code the tracer cannot capture")
+@argument("--graph", action="store_true",
+          help="insist on a traced graph: raise where the tracer refuses the cell instead of running it as Python")
 @argument("--tier", default="api", help="scheduling tier (enterprise, api, unlimited, light, free); default api")
 @argument("--tenant", default="local", help="who is billed; default local")
 @argument("--gpu", default=None, metavar="TYPE[:N]", help="GPU type to run on, e.g. H100 or H100:1")
@@ -96,8 +99,10 @@ def check_gpu(gpu: str, strict: bool) -> None:
 def remote(line: str, cell: str, shell=None):
     """Run this cell's computation on a Lumi worker (a GPU actor on Ray) and bring its variables back.
 
-    NumPy arrays the cell reads become inputs of a traced graph; the names it assigns come
-    back as NumPy arrays. With --python the cell runs unmodified as Python on the worker.
+    NumPy arrays the cell reads (and dicts or lists of them) become inputs of a traced graph; the
+    names it assigns come back as NumPy arrays. Where the tracer refuses the cell (a NumPy call it
+    does not know, control flow on array values) the cell runs unmodified as Python on the worker,
+    and one line says why; --graph raises instead, --python skips tracing.
     While it waits and runs, the cell shows its queue position, device utilization and cost.
     Ctrl-C cancels the job on the cluster.
 
@@ -112,13 +117,21 @@ def remote(line: str, cell: str, shell=None):
         check_gpu(args.gpu, args.strict_gpu)
     ns = shell.user_ns
     options = dict(tier=args.tier, tenant=args.tenant, gpu=args.gpu)
-    if args.python:
+    traced = None
+    if not args.python:
+        try:
+            traced = trace_cell(cell, ns)
+        except (UnsupportedOperation, TraceError) as e:
+            if args.graph:
+                raise
+            print(f"lumi: running this cell as Python on a worker: {fallback_reason(e)} (--graph raises instead)",
+                  file=sys.stderr)
+    if traced is None:
         info = analyze(cell, ns)
         spec = jobs.python_spec(cell, {name: ns[name] for name in info.inputs}, info.outputs + info.definitions,
                                 label="%%remote --python", **options)
         values = _run(spec, args, shell, outputs=None)
     else:
-        traced = trace_cell(cell, ns)
         info = traced.info
         results = []
         if traced.graph is not None:
@@ -128,6 +141,17 @@ def remote(line: str, cell: str, shell=None):
         if info.definition_source:
             shell.run_cell(info.definition_source, store_history=False, silent=True)
     ns.update(values)
+
+
+def fallback_reason(e: Exception) -> str:
+    """Why the tracer stopped, in one line: its message's first sentence and the cell line that stopped it."""
+    first = str(e).split("; ")[0].rstrip(".")
+    tb, line = e.__traceback__, None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == CELL_FILENAME:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return first if line is None or "cell line" in first else f"{first} at cell line {line}"
 
 
 def _run(spec: dict, args, shell, outputs: int | None):

@@ -83,7 +83,7 @@ def test_strict_gpu_refuses(shell, capsys):
 def test_tracing_errors_show_the_cell_line_and_no_lumi_internals(shell, capsys, monkeypatch):
     monkeypatch.delenv("LUMI_DEBUG", raising=False)
     shell.user_ns["x"] = np.ones(4, np.float32)
-    result, _, _ = run(shell, "%%remote\ny = x * 2\nif y.sum() > 0:\n    z = y\n", capsys)
+    result, _, _ = run(shell, "%%remote --graph\ny = x * 2\nif y.sum() > 0:\n    z = y\n", capsys)
     error = result.error_in_exec
     assert isinstance(error, TraceError)
     lines = error._render_traceback_()
@@ -96,7 +96,7 @@ def test_tracing_errors_show_the_cell_line_and_no_lumi_internals(shell, capsys, 
 def test_lumi_debug_keeps_the_full_traceback(shell, capsys, monkeypatch):
     monkeypatch.setenv("LUMI_DEBUG", "1")
     shell.user_ns["x"] = np.ones(4, np.float32)
-    result, _, _ = run(shell, "%%remote\nif x.sum() > 0:\n    z = x\n", capsys)
+    result, _, _ = run(shell, "%%remote --graph\nif x.sum() > 0:\n    z = x\n", capsys)
     assert isinstance(result.error_in_exec, TraceError)
     assert not hasattr(result.error_in_exec, "_render_traceback_")
 

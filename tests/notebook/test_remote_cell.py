@@ -54,14 +54,17 @@ def test_python_mode_error_names_the_cell_line(shell, arrays):
         run(shell, "%%remote --python\na = 1\nb2 = a / 0\n")
 
 
-def test_unsupported_call_says_to_use_python_mode(shell, arrays):
+def test_unsupported_call_with_graph_says_to_use_python_mode(shell, arrays):
     with pytest.raises(lumi.UnsupportedOperation, match=r"numpy\.fft\.fft.*%%remote --python"):
-        run(shell, "%%remote\nf = np.fft.fft(x)\n")
+        run(shell, "%%remote --graph\nf = np.fft.fft(x)\n")
 
 
-def test_value_dependent_branch_names_the_cell_line(shell, arrays):
+def test_value_dependent_branch_names_the_cell_line(shell, arrays, capsys):
     with pytest.raises(lumi.TraceError, match="at cell line 2"):
-        run(shell, "%%remote\ns = x.sum()\nif s > 0:\n    y = x\n")
+        run(shell, "%%remote --graph\ns = x.sum()\nif s > 0:\n    y = x\n")
+    ns = run(shell, "%%remote\ns = x.sum()\nif s > 0:\n    y = x * 2\nelse:\n    y = x\n")  # runs as Python
+    np.testing.assert_allclose(ns["y"], ns["x"] * 2 if ns["x"].sum() > 0 else ns["x"])
+    assert "cell line 2" in capsys.readouterr().err
 
 
 def test_remote_failure_names_the_op_and_cell_line(shell, arrays):
