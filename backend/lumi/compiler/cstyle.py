@@ -196,9 +196,21 @@ class Body:
             value = self._gather(s, a)
         else:
             value = op_expr(s, a, self.arg_dtype(s.args[0]), self.d)
+        if self._float_int_float(s):
+            # compilers turn float -> int -> float into trunc(), which keeps a negative sign on zero; an int is
+            # never -0.0 (NumPy gives +0.0), so a zero int gives +0.0
+            value = f"({a[0]} == 0 ? ({self.ctype(s.dtype)})0 : {value})"
         if s.level == "row" and self.row_suffix:
             return f"v{self.n(s.node)}{self.row_suffix} = {value};"
         return f"const {self.ctype(s.dtype)} v{self.n(s.node)} = {value};"
+
+    def _float_int_float(self, s: Stmt) -> bool:
+        """Whether ``s`` casts to float an int this kernel itself cast from a float."""
+        kind, i = s.args[0]
+        inner = self.by_node.get(i) if kind == "stmt" else None
+        return (s.op == "cast" and s.dtype in _FLOAT_SUFFIX and inner is not None and inner.op == "cast"
+                and inner.dtype not in _FLOAT_SUFFIX and inner.dtype != "bool" and self.arg_dtype(inner.args[0])
+                in _FLOAT_SUFFIX)
 
     def _gather(self, s: Stmt, a: list[str]) -> str:
         # lumi_index wraps negative indices and turns one out of range into 0, recording it in lumi_err,
@@ -253,6 +265,10 @@ class Body:
 
     def acc_type(self, dtype: str) -> str:
         return "int" if dtype == "bool" else self.ctype(dtype)
+
+    def reduced(self, s: Stmt, acc: str) -> str:
+        """A reduction's result from its accumulator: a bool sum counts, and is true where the count is not 0."""
+        return f"({acc} != 0)" if s.dtype == "bool" else acc
 
 
 def dim(x) -> str:

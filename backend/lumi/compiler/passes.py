@@ -81,8 +81,11 @@ def fold_constants(b: GraphBuilder, n: Node, src: list[int]) -> int | None:
         return None  # a broadcast constant stays a view: kernels read it as a literal or with stride 0
     if S.numel(n.shape) > FOLD_LIMIT:
         return None
-    with np.errstate(all="ignore"):
-        value = OPS[n.op].ref([b.constants[s] for s in src], n.attrs, n.shape)
+    try:
+        with np.errstate(all="ignore"):
+            value = OPS[n.op].ref([b.constants[s] for s in src], n.attrs, n.shape)
+    except (ValueError, ArithmeticError):
+        return None  # e.g. max over an empty axis: left for run time, where every target refuses it clearly
     return b.const(np.asarray(value, dtype=n.dtype).reshape(n.shape), n.loc)
 
 

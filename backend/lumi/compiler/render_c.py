@@ -239,7 +239,7 @@ def _reduce_row(group: Group, body: Body) -> list[str]:
         row.append("}")
         if s.op == "max" and floating:
             row.append(f"if (nan{body.n(s.node)}) {acc} = {C.nan[s.dtype]};")
-        row.append(f"const {body.ctype(s.dtype)} v{body.n(s.node)} = {acc};")
+        row.append(f"const {body.ctype(s.dtype)} v{body.n(s.node)} = {body.reduced(s, acc)};")
         have.add(("stmt", s.node))
         row += body.row_ready(have)
     full = [st for st in group.stores if st.level == "full"]
@@ -306,7 +306,7 @@ def _reduce_columns(group: Group, body: Body) -> list[str]:
         row += ["  " + x for x in _inner_setup(group, body)]
         row += ["  " + x for x in over_block(body.cone([src], set()) + [combine])]
         row.append("}")
-        fin = [f"v{body.n(s.node)}[j] = {acc}[j];"]
+        fin = [f"v{body.n(s.node)}[j] = {body.reduced(s, f'{acc}[j]')};"]
         if s.op == "max" and floating:
             fin = [f"v{body.n(s.node)}[j] = nan{body.n(s.node)}[j] ? {C.nan[s.dtype]} : {acc}[j];"]
         have.add(("stmt", s.node))

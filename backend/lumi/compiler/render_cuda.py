@@ -108,7 +108,8 @@ def _reduce(group: Group, body: Body) -> list[str]:
         loop.append(f"{acc} = {op}::f<{t}>({acc}, ({t}){v});")
         row += ["  " + x for x in loop]
         row.append("}")
-        row.append(f"const {body.ctype(s.dtype)} v{body.n(s.node)} = lumi_block_reduce<{op}, {t}>({acc}, lumi_sh);")
+        total = body.reduced(s, f"lumi_block_reduce<{op}, {t}>({acc}, lumi_sh)")
+        row.append(f"const {body.ctype(s.dtype)} v{body.n(s.node)} = {total};")
         have.add(("stmt", s.node))
         row += body.row_ready(have)
     full = [st for st in group.stores if st.level == "full"]

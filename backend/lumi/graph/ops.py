@@ -51,6 +51,9 @@ def _binary_rule(name, out_dtype=None, float_only=False):
         _same(shapes, dtypes, name)
         if float_only and not is_float(dtypes[0]):
             raise ShapeError(f"{name} takes float operands, got {dtypes[0]}")
+        if name == "sub" and dtypes[0] == "bool":  # NumPy refuses it too
+            raise ShapeError("subtracting bool arrays is not supported (NumPy refuses it too); use np.logical_xor "
+                             "or x != y, or cast to int first")
         return shapes[0], out_dtype or dtypes[0]
 
     return rule
