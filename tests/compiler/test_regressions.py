@@ -157,3 +157,21 @@ def test_max_of_empty_constant_raises_a_lumi_error(target):
         g.run(backend="numpy")
     with pytest.raises(lumi.LumiError):
         lumi.compile(g, target)()
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_an_index_out_of_range_is_refused_where_the_result_is_empty(target):
+    # Found by the fuzzer: gathering rows of zero columns reads no element, so the kernel never saw the
+    # bad index; NumPy (and the reference) refuse it all the same.
+    from lumi.graph.ir import GraphBuilder
+
+    b = GraphBuilder()
+    x = b.input("x", (2, 0), "float32")
+    index = b.input("index", (1,), "int64")
+    g = b.build({"out": b.add("gather", [b.add("add", [x, x]), index], {"axis": 0})})
+    x, bad = np.zeros((2, 0), np.float32), np.array([2])
+    with pytest.raises(lumi.errors.IndexOutOfRange):
+        g.run(x, bad, backend="numpy")
+    with pytest.raises(lumi.errors.IndexOutOfRange, match="index 2 is out of range for axis 0 of size 2"):
+        lumi.compile(g, target)(x, bad)
+    assert lumi.compile(g, target)(x, np.array([-2])).shape == (1, 0)

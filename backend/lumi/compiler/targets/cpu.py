@@ -15,7 +15,7 @@ import numpy as np
 from ...graph import shapes as S
 from ...graph.ir import Graph
 from ..groups import Group, LibraryStep, MatmulStep, Step, buffers, has_gather
-from . import HostBackend, cc, host_buffer, library_runner, out_of_range
+from . import HostBackend, cc, check_unread_indices, host_buffer, library_runner, out_of_range
 
 
 class MatmulArgs(ctypes.Structure):
@@ -51,6 +51,8 @@ class CBackend(HostBackend):
             ptrs, syms, err = args(env, bindings)
             fn(ptrs, syms)
             _check_indices(err, step, graph)
+            if err is not None:
+                check_unread_indices(step, graph, value, bindings)
 
         return run
 
@@ -98,6 +100,8 @@ def _matmul_runner(step: MatmulStep, graph: Graph, fn) -> Callable:
         blas = gemm if gemm and c.size and k else None
         if blas is None:
             np.matmul(a, b, out=c)
+        if err is not None:
+            check_unread_indices(step.epilogue, graph, value, bindings)
         fn(ptrs, syms, ctypes.byref(MatmulArgs(blas and blas.address, a.ctypes.data, b.ctypes.data, c.ctypes.data,
                                                int(bool(blas and blas.ilp64)), trans_a, trans_b, m, nn, k, lda, ldb)))
         _check_indices(err, step.epilogue, graph)

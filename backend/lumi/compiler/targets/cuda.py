@@ -19,7 +19,7 @@ from ...graph.ir import Graph
 from ..groups import Group, LibraryStep, buffers, has_gather
 from ..render_cuda import BLOCK
 from ..views import sprod
-from . import library_runner, out_of_range
+from . import check_unread_indices, library_runner, out_of_range
 
 _KERNELS: dict[tuple[str, str, str], object] = {}
 _LOCK = threading.Lock()
@@ -102,9 +102,10 @@ class CudaBackend:
             args += ([err] if gathers else []) + [np.int64(bindings[s]) for s in group.symbols]
             fn((grid,), (BLOCK,), tuple(args))
             if gathers:
-                bad, value, where = (int(v) for v in err.get())  # waits for the kernel: an error must not pass
+                bad, index, where = (int(v) for v in err.get())  # waits for the kernel: an error must not pass
                 if bad:
-                    raise out_of_range(group, graph, value, where)
+                    raise out_of_range(group, graph, index, where)
+                check_unread_indices(group, graph, value, bindings, cp.asnumpy)
 
         return run
 
