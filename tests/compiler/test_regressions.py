@@ -162,16 +162,20 @@ def test_max_of_empty_constant_raises_a_lumi_error(target):
 @pytest.mark.parametrize("target", TARGETS)
 def test_an_index_out_of_range_is_refused_where_the_result_is_empty(target):
     # Found by the fuzzer: gathering rows of zero columns reads no element, so the kernel never saw the
-    # bad index; NumPy (and the reference) refuse it all the same.
+    # bad index (an input, or a one-element constant that kernels take as a literal); NumPy refuses it.
     from lumi.graph.ir import GraphBuilder
 
     b = GraphBuilder()
     x = b.input("x", (2, 0), "float32")
     index = b.input("index", (1,), "int64")
-    g = b.build({"out": b.add("gather", [b.add("add", [x, x]), index], {"axis": 0})})
+    data = b.add("add", [x, x])
+    literal = b.add("gather", [b.add("add", [data, data]), b.const(np.array([2]))], {"axis": 0})
+    g = b.build({"out": b.add("gather", [data, index], {"axis": 0})})
     x, bad = np.zeros((2, 0), np.float32), np.array([2])
     with pytest.raises(lumi.errors.IndexOutOfRange):
         g.run(x, bad, backend="numpy")
     with pytest.raises(lumi.errors.IndexOutOfRange, match="index 2 is out of range for axis 0 of size 2"):
         lumi.compile(g, target)(x, bad)
     assert lumi.compile(g, target)(x, np.array([-2])).shape == (1, 0)
+    with pytest.raises(lumi.errors.IndexOutOfRange, match="index 2"):
+        lumi.compile(b.build({"out": literal}), target)(x, bad)

@@ -79,8 +79,9 @@ def check_unread_indices(group: Group, graph: Graph, value: Callable, bindings, 
         return
     for k, s in enumerate(group.stmts):
         kind, i = s.args[1] if s.op == "gather" else (None, None)
-        if kind == "load" and group.loads[i].buf is not None:
-            index = to_host(value(group.loads[i].operand))
+        if kind == "load":
+            ld = group.loads[i]
+            index = np.asarray(ld.value) if ld.buf is None else to_host(value(ld.operand))
             n = s.attrs["size"]
             bad = (index < -n) | (index >= n)
             if bad.any():
