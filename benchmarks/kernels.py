@@ -27,6 +27,8 @@ from lumi.compiler.targets.cc import toolchain
 from threadpoolctl import threadpool_info
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+import corpus  # noqa: E402
 import onnx_graphs  # noqa: E402
 
 RNG = np.random.default_rng(0)
@@ -70,6 +72,18 @@ def workloads():
     q = randn(512, 64)
     yield "attention T=512 d=64 causal", lambda q, k, v: nn.attention(q, k, v, causal=True), (q, randn(512, 64),
                                                                                                 randn(512, 64))
+    yield from real_models()
+
+
+def real_models():
+    """The test corpus's GPT-2 forward and Llama block (tests/corpus.py), at a small but not toy size;
+    their weights are constants of the graph, as %%deploy makes them."""
+    params = corpus.gpt2_params(vocab=2048, ctx=256, d=256, layers=4)
+    ids = RNG.integers(0, 2048, size=128)
+    yield "gpt2 forward T=128 d=256 L=4", lambda ids: corpus.gpt2(ids, **params, n_head=4), (ids,)
+    p, start = corpus.llama_params(d=256, n_heads=8, n_kv_heads=4, hidden=688), 192
+    block = lambda x, ck, cv: corpus.llama_block(x, ck, cv, p, start, n_heads=8, n_kv_heads=4)[0]  # noqa: E731
+    yield "llama block T=64 S=256 d=256", block, (randn(1, 64, 256), randn(1, start, 4, 32), randn(1, start, 4, 32))
 
 
 def bench(fn, reps: int, rounds: int) -> float:
@@ -128,6 +142,24 @@ def run_cpu(selected, budget: float, rounds: int) -> None:
     for name, fn, args in workloads():
         if not selected or any(s in name for s in selected):
             _cpu_workload(name, fn, args, budget, rounds)
+    for name, model in onnx_graphs.light_models():
+        if not selected or any(s in name for s in selected):
+            _onnx_workload(name, model, budget, rounds)
+
+
+def _onnx_workload(name, model, budget: float, rounds: int) -> None:
+    """An ONNX model imported with lumi.from_onnx: the cpu plan against onnxruntime on the same file."""
+    graph = lumi.from_onnx(model)
+    (_, shape, _), = graph.input_specs()
+    x = randn(*shape)
+    cpu = lumi.compile(graph, "cpu")
+    sess = onnx_graphs.session(model, os.cpu_count() or 1)
+    feed = {graph.input_specs()[0][0]: x}
+    want = sess.run(None, feed)[0]
+    np.testing.assert_allclose(cpu(x), want, rtol=2e-3, atol=2e-4 * max(1.0, float(np.abs(want).max())))
+    t = bench_group({"cpu": lambda: cpu(x), "ort": lambda: sess.run(None, feed)}, budget, rounds)
+    print(f"{name:32} {'':>9} {t['cpu'] * 1e3:9.3f} {'':>9} {'':>10} {t['ort'] / t['cpu']:6.2f}x {'':12} "
+          f"{len(cpu.kernels)} kernels; ORT {t['ort'] * 1e3:.3f} ms", flush=True)
 
 
 def _cpu_workload(name, fn, args, budget: float, rounds: int) -> None:

@@ -1,26 +1,23 @@
 """ONNX peers for the kernel benchmarks, built with ``onnx.helper``.
 
-``from_lumi`` writes a traced Lumi graph op for op as an ONNX graph (the same primitives NumPy
-eager runs; onnxruntime applies its own graph optimisations on top). ``mlp_block_fused`` is the
+``from_lumi`` (:mod:`lumi.onnx.exporter`) writes a traced Lumi graph op for op as an ONNX graph (the same
+primitives NumPy eager runs; onnxruntime applies its own graph optimisations on top). ``mlp_block_fused`` is the
 idiomatic ONNX form of the transformer MLP block (LayerNormalization and Gelu ops), so the
 comparison is also made against onnxruntime's fused kernels.
 """
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import onnx
 import onnxruntime as ort
 from lumi.graph.ir import Graph
+from lumi.onnx.exporter import OPSET, from_lumi
 from onnx import TensorProto, helper, numpy_helper
 
-_DT = {"float16": TensorProto.FLOAT16, "float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE,
-       "int32": TensorProto.INT32, "int64": TensorProto.INT64, "bool": TensorProto.BOOL}
-_SIMPLE = {"exp": "Exp", "log": "Log", "sqrt": "Sqrt", "recip": "Reciprocal", "tanh": "Tanh", "erf": "Erf",
-           "sin": "Sin", "add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "maximum": "Max", "pow": "Pow",
-           "cmplt": "Less", "cmpeq": "Equal", "where": "Where", "matmul": "MatMul"}
-_BROADCASTING = set(_SIMPLE) - {"matmul"}
-OPSET = 20
+__all__ = ["OPSET", "feeds", "from_lumi", "light_models", "mlp_block_fused", "session"]
 
 
 def session(model: onnx.ModelProto, threads: int) -> ort.InferenceSession:
@@ -42,69 +39,25 @@ def _model(nodes, inputs, outputs, inits) -> onnx.ModelProto:
     return m
 
 
-def from_lumi(graph: Graph) -> onnx.ModelProto:
-    """The graph as ONNX, one node per primitive. ``expand`` feeding only broadcasting ops is dropped
-    (ONNX broadcasts like NumPy), as NumPy eager never materialises it either."""
-    users: dict[int, list[str]] = {}
-    for n in graph.nodes:
-        for s in n.src:
-            users.setdefault(s, []).append(n.op)
-    outs = set(graph.outputs.values())
-    nodes, inits, name = [], [], lambda i: f"v{i}"
-    for n in graph.nodes:
-        x, y = [name(s) for s in n.src], [name(n.id)]
-        if n.op == "input":
-            continue
-        if n.op == "const":
-            inits.append(numpy_helper.from_array(graph.constants[n.id], name(n.id)))
-        elif n.op in _SIMPLE:
-            nodes.append(helper.make_node(_SIMPLE[n.op], x, y))
-        elif n.op == "cast":
-            nodes.append(helper.make_node("Cast", x, y, to=_DT[n.dtype]))
-        elif n.op in ("sum", "max"):
-            axes = numpy_helper.from_array(np.array(n.attrs["axes"], np.int64), f"axes{n.id}")
-            inits.append(axes)
-            op = "ReduceSum" if n.op == "sum" else "ReduceMax"
-            nodes.append(helper.make_node(op, [*x, axes.name], y, keepdims=int(n.attrs["keepdims"])))
-        elif n.op == "reshape" or (n.op == "expand" and n.id not in outs
-                                   and set(users.get(n.id, [])) <= _BROADCASTING):
-            shape = numpy_helper.from_array(np.array(n.shape, np.int64), f"shape{n.id}")
-            inits.append(shape)
-            nodes.append(helper.make_node("Reshape", [*x, shape.name], y) if n.op == "reshape"
-                         else helper.make_node("Identity", x, y))
-        elif n.op == "expand":
-            shape = numpy_helper.from_array(np.array(n.shape, np.int64), f"shape{n.id}")
-            inits.append(shape)
-            nodes.append(helper.make_node("Expand", [*x, shape.name], y))
-        elif n.op == "permute":
-            nodes.append(helper.make_node("Transpose", x, y, perm=list(n.attrs["axes"])))
-        elif n.op == "slice":
-            starts = np.array([s[0] for s in n.attrs["slices"]], np.int64)
-            ends = np.array([np.iinfo(np.int64).max if s[1] is None else s[1] for s in n.attrs["slices"]], np.int64)
-            steps = np.array([s[2] for s in n.attrs["slices"]], np.int64)
-            parts = []
-            for k, arr in (("starts", starts), ("ends", ends), ("steps", steps)):
-                inits.append(numpy_helper.from_array(arr, f"{k}{n.id}"))
-                parts.append(f"{k}{n.id}")
-            axes = numpy_helper.from_array(np.arange(len(n.attrs["slices"]), dtype=np.int64), f"saxes{n.id}")
-            inits.append(axes)
-            nodes.append(helper.make_node("Slice", [x[0], parts[0], parts[1], axes.name, parts[2]], y))
-        elif n.op == "concat":
-            nodes.append(helper.make_node("Concat", x, y, axis=n.attrs["axis"]))
-        else:
-            raise ValueError(f"no ONNX translation for Lumi op {n.op!r} (node %{n.id}); add one above to benchmark it")
-    vi = lambda i, label: helper.make_tensor_value_info(label, _DT[graph.nodes[i].dtype],  # noqa: E731
-                                                        list(graph.nodes[i].shape))
-    inputs = [vi(i, name(i)) for i in graph.inputs.values()]
-    outputs = []
-    for out_name, i in graph.outputs.items():
-        nodes.append(helper.make_node("Identity", [name(i)], [out_name]))
-        outputs.append(vi(i, out_name))
-    return _model(nodes, inputs, outputs, inits)
-
-
 def feeds(graph: Graph, arrays) -> dict:
-    return {f"v{i}": a for i, a in zip(graph.inputs.values(), arrays)}
+    return dict(zip(graph.inputs, arrays))
+
+
+def light_models():
+    """ResNet-50 and SqueezeNet from the onnx wheel's light models (224x224) at batch 1 and 8. They hard-code
+    batch 1 (input, output, and ResNet's Reshape before its classifier), which batch 8 rewrites."""
+    light = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
+    for label, file in (("resnet50-light", "light_resnet50.onnx"), ("squeezenet-light", "light_squeezenet.onnx")):
+        for batch in (1, 8):
+            model = onnx.load(os.path.join(light, file))
+            inits = {i.name for i in model.graph.initializer}
+            data = next(i for i in model.graph.input if i.name not in inits)
+            data.type.tensor_type.shape.dim[0].dim_value = batch
+            for init in model.graph.initializer:
+                if any(n.op_type == "Reshape" and n.input[1] == init.name for n in model.graph.node):
+                    init.CopyFrom(numpy_helper.from_array(np.array([batch, -1], np.int64), init.name))
+            model.graph.output[0].type.tensor_type.shape.dim[0].dim_value = batch
+            yield f"{label} 224x224 batch {batch}", model
 
 
 def mlp_block_fused(tokens: int, d: int, eps: float = 1e-5) -> onnx.ModelProto:

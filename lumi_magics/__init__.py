@@ -11,6 +11,7 @@ from lumi.errors import LumiError
 from .tracebacks import shorten
 
 _HELP = re.compile(r"(^|\s)(-h|--help)(\s|$)")
+_ONNX = re.compile(r"(^|\s)--onnx(\s|=)")  # %%deploy NAME --onnx PATH needs no cell body
 
 
 def load_ipython_extension(ipython) -> None:
@@ -55,6 +56,8 @@ def _help_cells(lines: list[str]) -> list[str]:
     IPython refuses an empty cell magic body before the magic runs, so such a cell becomes the line form."""
     if lines and re.match(r"%%(remote|deploy)\b", lines[0]) and _HELP.search(lines[0]):
         return [lines[0][1:].rstrip("\n") + "\n"]
+    if lines and re.match(r"%%deploy\b", lines[0]) and _ONNX.search(lines[0]) and not "".join(lines[1:]).strip():
+        return [lines[0][1:].rstrip("\n") + "\n"]
     return lines
 
 
@@ -66,6 +69,8 @@ def _cell_magic(fn, shell):
         if _HELP.search(line):
             print(help_text(fn))
             return None
+        if cell is None and fn.__name__ == "deploy" and _ONNX.search(line):
+            cell = ""
         if cell is None:
             raise UsageError(f"%%{fn.__name__} is a cell magic: put it on the first line of a cell, above the code "
                              f"(%{fn.__name__} --help shows how)")

@@ -107,6 +107,8 @@ def _curl(url: str, graph: lumi.Graph) -> str:
 @argument("--scaledown-window", type=float, default=60.0,
           help="idle seconds before replicas are stopped (default 60)")
 @argument("--tier", default=None, help="the tier its requests are admitted in (default: the caller key's tier)")
+@argument("--onnx", default=None, metavar="PATH",
+          help="deploy this ONNX model (read with lumi.from_onnx) instead of a function of the cell")
 def deploy(line: str, cell: str, shell=None):
     """Deploy the function this cell defines as a versioned HTTP endpoint with batching and autoscaling.
 
@@ -114,7 +116,8 @@ def deploy(line: str, cell: str, shell=None):
     notebook arrays it reads become the model's weights. Prints the URL, the version and a curl
     example that reads the API key from $LUMI_KEY (never the key itself), and binds NAME to a
     ``lumi.Endpoint``: ``NAME(x)`` calls the endpoint. Redeploying changed weights makes a new
-    version; ``NAME.rollback()`` returns to the previous one.
+    version; ``NAME.rollback()`` returns to the previous one. With --onnx PATH the cell may be empty and
+    the ONNX model is deployed instead.
 
     Example:
 
@@ -124,12 +127,15 @@ def deploy(line: str, cell: str, shell=None):
     """
     args = parse_argstring(deploy, line)
     ns = shell.user_ns
-    name = _function_name(cell, args.fn)
-    shell.run_cell(cell, store_history=False, silent=True).raise_error()
-    fn = ns.get(name)
-    if not callable(fn):
-        raise LumiError(f"{name!r} is not a function the cell defines")
-    graph = lumi.trace(fn, *input_specs(fn, args.input, args.example, ns))
+    if args.onnx:
+        graph = lumi.from_onnx(args.onnx)
+    else:
+        name = _function_name(cell, args.fn)
+        shell.run_cell(cell, store_history=False, silent=True).raise_error()
+        fn = ns.get(name)
+        if not callable(fn):
+            raise LumiError(f"{name!r} is not a function the cell defines")
+        graph = lumi.trace(fn, *input_specs(fn, args.input, args.example, ns))
     gateway = ensure_gateway()
     info = upload(graph, args.name, gateway["url"], gateway["key"], gpu=args.gpu, min_replicas=args.min_replicas,
                   max_replicas=args.max_replicas, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,

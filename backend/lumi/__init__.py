@@ -32,6 +32,10 @@ def __getattr__(name: str):
         from .serving.endpoint import Endpoint
 
         return Endpoint
+    if name in ("from_onnx", "to_onnx"):  # lumi.onnx imports the onnx package only when called
+        from . import onnx
+
+        return getattr(onnx, name)
     raise AttributeError(f"module 'lumi' has no attribute {name!r}")
 
 
@@ -50,9 +54,11 @@ __all__ = [
     "UnsupportedOperation",
     "__version__",
     "compile",
+    "from_onnx",
     "load",
     "nn",
     "spec",
     "submit",
+    "to_onnx",
     "trace",
 ]
