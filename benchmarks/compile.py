@@ -23,21 +23,15 @@ import time
 import lumi
 import numpy as np
 from _machine import cpu_model
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+from corpus import chain  # noqa: E402
 from lumi import nn
 from lumi.compiler.groups import MAX_GROUP_NODES, attach_epilogues, fuse
 from lumi.compiler.passes import optimize
 from lumi.compiler.plan import _render
 
 WIDTH = 16
-
-
-def chain(n_ops: int):
-    def f(x):
-        for i in range(n_ops):
-            x = np.tanh(x) * 1.0001 + 0.5 if i % 2 else x * 0.999 + 0.1
-        return x
-
-    return f
 
 
 def mlp_stack(n_blocks: int):

@@ -136,3 +136,15 @@ def llama_params(d=32, n_kv_heads=2, n_heads=4, hidden=64):
     return {"attention_norm": 1 + randn(d), "ffn_norm": 1 + randn(d), "wq": randn(d, d), "wk": randn(d, kv),
             "wv": randn(d, kv), "wo": randn(d, d), "w1": randn(d, hidden), "w2": randn(hidden, d),
             "w3": randn(d, hidden)}
+
+
+# -- synthetic: graphs of any size ----------------------------------------------------------------
+def chain(n_ops: int):
+    """A function of ``n_ops`` alternating elementwise steps (about 2.5 graph nodes each)."""
+
+    def f(x):
+        for i in range(n_ops):
+            x = np.tanh(x) * 1.0001 + 0.5 if i % 2 else x * 0.999 + 0.1
+        return x
+
+    return f

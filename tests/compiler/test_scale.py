@@ -5,19 +5,9 @@ from __future__ import annotations
 import lumi
 import numpy as np
 import pytest
+from corpus import chain
 from lumi.compiler.groups import MAX_GROUP_NODES, Group
 from lumi.errors import GraphTooLarge
-
-
-def chain(n_ops: int):
-    """A function of ``n_ops`` alternating elementwise steps (about 2.5 graph nodes each)."""
-
-    def f(x):
-        for i in range(n_ops):
-            x = np.tanh(x) * 1.0001 + 0.5 if i % 2 else x * 0.999 + 0.1
-        return x
-
-    return f
 
 
 @pytest.mark.parametrize("target", ["cpu", "numpy"])

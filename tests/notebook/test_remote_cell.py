@@ -5,6 +5,7 @@ from __future__ import annotations
 import lumi
 import numpy as np
 import pytest
+from cells import run
 
 
 @pytest.fixture
@@ -15,13 +16,6 @@ def arrays(shell):
         w=rng.standard_normal((8, 4)).astype(np.float32),
         b=rng.standard_normal(4).astype(np.float32),
     )
-    return shell.user_ns
-
-
-def run(shell, source):
-    result = shell.run_cell(source)
-    if result.error_in_exec:
-        raise result.error_in_exec
     return shell.user_ns
 
 

@@ -6,13 +6,7 @@ from __future__ import annotations
 import lumi
 import numpy as np
 import pytest
-
-
-def run(shell, source):
-    result = shell.run_cell(source)
-    if result.error_in_exec:
-        raise result.error_in_exec
-    return shell.user_ns
+from cells import run
 
 
 def test_a_cell_the_tracer_refuses_runs_as_python_and_says_why(shell, capsys):

@@ -3,14 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+from cells import run
 from corpus import gpt2, gpt2_params, llama_block, llama_params, randn
-
-
-def run(shell, source):
-    result = shell.run_cell(source)
-    if result.error_in_exec:
-        raise result.error_in_exec
-    return shell.user_ns
 
 
 def test_gpt2_and_a_llama_block_run_remotely_as_graphs(shell, capsys):

@@ -160,14 +160,19 @@ def list_keys(home: Path | str | None = None) -> list[Key]:
     return [Key(prefix, **{k: v for k, v in e.items() if k != "hash"}) for prefix, e in _read(keys_path(home)).items()]
 
 
+def _pop(entries: dict, prefix: str) -> dict:
+    entry = entries.pop(prefix[:PREFIX_LENGTH], None)
+    if entry is None:
+        raise LumiError(f"no key with prefix {prefix[:PREFIX_LENGTH]!r}; `lumi keys list` shows them")
+    return entry
+
+
 def revoke_key(prefix: str, home: Path | str | None = None) -> Key:
     """Delete the key with this prefix (or the whole key); requests with it are refused at once."""
     path = keys_path(home)
     with _locked(path):
         entries = _read(path)
-        entry = entries.pop(prefix[:PREFIX_LENGTH], None)
-        if entry is None:
-            raise LumiError(f"no key with prefix {prefix[:PREFIX_LENGTH]!r}; `lumi keys list` shows them")
+        entry = _pop(entries, prefix)
         _write(path, entries)
     return Key(prefix[:PREFIX_LENGTH], **{k: v for k, v in entry.items() if k != "hash"})
 
@@ -177,9 +182,7 @@ def rotate_key(prefix: str, home: Path | str | None = None) -> str:
     path = keys_path(home)
     with _locked(path):
         entries = _read(path)
-        old = entries.pop(prefix[:PREFIX_LENGTH], None)
-        if old is None:
-            raise LumiError(f"no key with prefix {prefix[:PREFIX_LENGTH]!r}; `lumi keys list` shows them")
+        old = _pop(entries, prefix)
         key = _new(entries, old["tenant"], old["tier"], old["admin"])
         _write(path, entries)
         admin_file = path.parent / "admin.key"
