@@ -47,6 +47,7 @@ DEFAULT_QUOTAS = {
     "free": (4, 1, 3, 8, 256 << 20),
 }
 QUOTA_FIELDS = ("replicas", "gpus", "endpoints", "jobs", "store_bytes")
+LOCAL_TENANT = "local"  # the machine's own tenant (its admin key's, and the notebooks' default): no quotas
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import ray
 from ..errors import Busy, LumiError
 from . import metering
 from .cluster import NAMESPACE, ensure_connected
-from .config import load_config
+from .config import LOCAL_TENANT, load_config
 from .pool import Pool, Slot
 
 NAME = "lumi-dispatcher"
@@ -179,7 +179,10 @@ class Dispatcher:
         raise Busy(f"Lumi is busy: {what}; retry in {retry_after:.1f} s", retry_after=retry_after)
 
     def _check_job_quota(self, tenant: str, tier: str) -> None:
-        """Refuse with Busy when ``tenant`` already has its tier's quota of queued jobs (``[quotas.<tier>] jobs``)."""
+        """Refuse with Busy when ``tenant`` already has its tier's quota of queued jobs (``[quotas.<tier>] jobs``).
+        The machine's own tenant, like the admin keys at the gateway, has no quota (the tier caps still hold)."""
+        if tenant == LOCAL_TENANT:
+            return
         quota = self.config.quota(tier).jobs
         queued = sum(j.tenant == tenant for q in self.queues.values() for j in q)
         if queued >= quota:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LumiError
-from ..runtime.config import load_config
+from ..runtime.config import LOCAL_TENANT, load_config
 
 PREFIX_LENGTH = len("lumi_") + 8
 
@@ -211,7 +211,7 @@ def admin_key(home: Path | str | None = None) -> str:
             entry = entries.get(key[:PREFIX_LENGTH])
             if entry and entry["admin"] and _matches(entry["hash"], key):
                 return key
-        key = _new(entries, "local", "api", True)
+        key = _new(entries, LOCAL_TENANT, "api", True)
         _write(path, entries)
         write_private(admin_file, key.encode())
     return key
