@@ -17,6 +17,7 @@ import httpx
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 RESULTS = Path(__file__).resolve().parents[2] / "test-results"
+PORT_ATTEMPTS = 3
 STARTUP_S = 90
 
 
@@ -49,29 +50,43 @@ def start_lab(tmp: Path, notebooks: dict[str, dict] | None = None, autostart: bo
         d.mkdir(parents=True, exist_ok=True)
     for name, nb in (notebooks or {"empty.ipynb": nbformat.v4.new_notebook()}).items():
         nbformat.write(nb, root / name)
-    port, token = _free_port(), secrets.token_hex(16)
+    token = secrets.token_hex(16)
     env = dict(os.environ, LUMI_HOME=str(home), JUPYTERLAB_SETTINGS_DIR=str(settings),
                JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"), JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
                LUMI_AUTOSTART="1" if autostart else "0", LUMI_HEAD_CPUS="2", LUMI_HEAD_GPUS="4")
     env.pop("LUMI_RAY_ADDRESS", None)
     env.pop("RAY_AUTH_MODE", None)  # as in `./dev lab`: Lumi picks Ray's auth mode (a token)
     log = tmp / "jupyter.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", f"--port={port}",
-             "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-             "--LabApp.expose_app_in_browser=True",
-             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
-            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    lab = Lab(f"http://127.0.0.1:{port}", token, root, home, process)
+    for _ in range(PORT_ATTEMPTS):
+        # a port free when picked can be taken before the server binds it (the backend the server extension
+        # starts opens many): then the server exits saying so, and another port is tried
+        port = _free_port()
+        with open(log, "wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", f"--port={port}",
+                 "--ServerApp.port_retries=0", "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
+                 f"--ServerApp.root_dir={root}", "--LabApp.expose_app_in_browser=True",
+                 "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        lab = Lab(f"http://127.0.0.1:{port}", token, root, home, process)
+        if _wait_until_up(lab, log):
+            return lab
+    stop_lab(lab)
+    raise RuntimeError(f"jupyter lab found no free port in {PORT_ATTEMPTS} attempts: {log.read_text()[-3000:]}")
+
+
+def _wait_until_up(lab: Lab, log: Path) -> bool:
+    """True once the server answers; False if it exited because its port was taken; raises otherwise."""
     deadline = time.monotonic() + STARTUP_S
     while time.monotonic() < deadline:
-        if process.poll() is not None:
+        if lab.process.poll() is not None:
+            if "is already in use" in log.read_text():
+                return False
             raise RuntimeError(f"jupyter lab exited: {log.read_text()[-3000:]}")
         try:
             if httpx.get(lab.api("api/status"), timeout=2).status_code == 200:
-                return lab
+                return True
         except httpx.HTTPError:
             pass
         time.sleep(0.3)
