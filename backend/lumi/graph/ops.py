@@ -154,12 +154,18 @@ def _gather_rule(shapes, dtypes, attrs):
     return tuple(data[:axis]) + tuple(index) + tuple(data[axis + 1:]), dtypes[0]
 
 
+def index_out_of_range(index: np.ndarray, n: int) -> int | None:
+    """The first of ``index`` outside ``[-n, n)`` (NumPy's valid indices for an axis of size ``n``), or None."""
+    bad = (index < -n) | (index >= n)
+    return int(index[bad].flat[0]) if bad.any() else None
+
+
 def _ref_gather(xs, attrs, shape):
     data, index = xs
     n = data.shape[attrs["axis"]]
-    bad = (index < -n) | (index >= n)
-    if bad.any():
-        raise IndexOutOfRange(int(index[bad].flat[0]), attrs["axis"], n)
+    bad = index_out_of_range(index, n)
+    if bad is not None:
+        raise IndexOutOfRange(bad, attrs["axis"], n)
     return np.take(data, index, axis=attrs["axis"])
 
 

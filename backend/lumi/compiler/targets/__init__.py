@@ -15,7 +15,7 @@ from ...errors import IndexOutOfRange
 from ...graph import shapes as S
 from ...graph.interpret import index_context
 from ...graph.ir import Graph
-from ...graph.ops import OPS
+from ...graph.ops import OPS, index_out_of_range
 from ..groups import Group, LibraryStep
 
 
@@ -82,10 +82,9 @@ def check_unread_indices(group: Group, graph: Graph, value: Callable, bindings, 
         if kind == "load":
             ld = group.loads[i]
             index = np.asarray(ld.value) if ld.buf is None else to_host(value(ld.operand))
-            n = s.attrs["size"]
-            bad = (index < -n) | (index >= n)
-            if bad.any():
-                raise out_of_range(group, graph, int(index[bad].flat[0]), k)
+            bad = index_out_of_range(index, s.attrs["size"])
+            if bad is not None:
+                raise out_of_range(group, graph, bad, k)
 
 
 def out_of_range(group: Group, graph: Graph, value: int, where: int) -> IndexOutOfRange:
