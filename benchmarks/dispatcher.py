@@ -1,7 +1,9 @@
-"""Dispatcher overhead: jobs/s through the dispatcher and the p50 round trip of a trivial ``%%remote`` cell,
-each beside a bare ``ray.get(actor.method.remote())`` round trip measured in the same run.
+"""Dispatcher overhead: jobs/s through the dispatcher (one client, and 16 concurrent clients each
+submitting a trivial graph and awaiting its result) and the p50 round trip of a trivial ``%%remote``
+cell, each beside bare ``ray.get(actor.method.remote())`` calls (one thread, and 16 threads) measured
+in the same run.
 
-    python benchmarks/dispatcher.py [--jobs 400] [--cells 40]
+    python benchmarks/dispatcher.py [--jobs 400] [--cells 40] [--clients 16] [--seconds 5]
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
+import threading
 import time
 
 import lumi
@@ -38,6 +41,38 @@ def bare_round_trip(n: int) -> list[float]:
         samples.append(time.perf_counter() - start)
     ray.kill(actor)
     return samples
+
+
+def closed_loop(clients: int, seconds: float, call) -> float:
+    """Calls per second from ``clients`` threads each running ``call()`` back to back for ``seconds``."""
+    done = [0] * clients
+    stop = time.perf_counter() + seconds
+
+    def client(i: int) -> None:
+        while time.perf_counter() < stop:
+            call()
+            done[i] += 1
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(done) / (time.perf_counter() - start)
+
+
+def concurrent_rates(clients: int, seconds: float) -> tuple[float, float]:
+    """(bare actor calls/s, dispatcher jobs/s), each from ``clients`` threads."""
+    actor = Worker.options(num_gpus=0.01).remote()
+    ray.get(actor.info.remote())
+    bare = closed_loop(clients, seconds, lambda: ray.get(actor.info.remote()))
+    ray.kill(actor)
+    x = np.ones(4, np.float32)
+    graph = lumi.trace(lambda x: x + 1, x)
+    lumi.submit(graph, x).result(timeout=120)
+    jobs = closed_loop(clients, seconds, lambda: lumi.submit(graph, x).result(timeout=120))
+    return bare, jobs
 
 
 def dispatcher_throughput(n: int) -> tuple[float, list[float]]:
@@ -76,6 +111,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=400)
     parser.add_argument("--cells", type=int, default=40)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()
     cluster.connect()
     ray.get(get_dispatcher().cluster.remote())
@@ -84,6 +121,7 @@ def main() -> None:
     bare = bare_round_trip(300)
     throughput, serial = dispatcher_throughput(args.jobs)
     cells = remote_cells(args.cells)
+    bare_rate, job_rate = concurrent_rates(args.clients, args.seconds)
     bare_ms = p50_ms(bare)
     print(f"bare ray.get(actor.method.remote()) p50: {bare_ms:.2f} ms ({1e3 / bare_ms:.0f} calls/s one at a time)")
     print(f"dispatcher throughput, {args.jobs} trivial graphs submitted then awaited: {throughput:.0f} jobs/s "
@@ -91,6 +129,8 @@ def main() -> None:
     serial_ms = p50_ms(serial)
     print(f"lumi.submit(...).result() p50, one at a time: {serial_ms:.2f} ms (x{serial_ms / bare_ms:.1f} bare)")
     print(f"trivial %%remote cell p50: {p50_ms(cells):.2f} ms (x{p50_ms(cells) / bare_ms:.1f} bare)")
+    print(f"{args.clients} concurrent clients, submit + result each: {job_rate:.0f} jobs/s against "
+          f"{bare_rate:.0f} bare calls/s from {args.clients} threads (x{job_rate / bare_rate:.2f}; goal 0.5x)")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
     python benchmarks/kernels.py            # every workload
     python benchmarks/kernels.py --quick    # fewer repeats
     python benchmarks/kernels.py softmax mlp_block
+    python benchmarks/kernels.py --gpu-only # only the GPU part (./dev gpu runs it with --quick)
 
 For each workload it first checks every target against the NumPy reference, then prints time
 ratios measured in this one process (>1 means Lumi is faster). Each timing is the best of several
@@ -242,10 +243,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("workloads", nargs="*", help="substrings of workload names to run (default: all)")
     p.add_argument("--quick", action="store_true", help="fewer, shorter rounds")
+    p.add_argument("--gpu-only", action="store_true", help="skip the CPU part: Lumi's cuda target against CuPy only")
     a = p.parse_args()
     budget, rounds = (0.05, 3) if a.quick else (0.2, 15)
     print(machine(), flush=True)
-    run_cpu(a.workloads, budget, rounds)
+    if not a.gpu_only:
+        run_cpu(a.workloads, budget, rounds)
     run_gpu(a.workloads, budget, rounds)
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 

@@ -4,7 +4,8 @@ Both serve an MNIST-sized MLP (784-512-10, float32) traced with a symbolic batch
 by ``lumi.runtime.execute.execute`` on one replica of one CPU, with dynamic batching of up to
 ``MAX_BATCH`` rows or ``MAX_WAIT_MS``: Lumi through ``%%deploy``'s options, Ray Serve through
 ``@serve.batch(max_batch_size, batch_wait_timeout_s)``. Closed-loop clients (httpx, one row per
-JSON request) at concurrency 1, 8 and 64; then the cold start from zero replicas for both.
+JSON request) at concurrency 1, 8 and 64; then the cold start from zero replicas for both (for Lumi twice:
+with the pool's idle CPU worker still up, and after it has stopped).
 
     python benchmarks/serving.py [--seconds 5]
 
@@ -23,6 +24,7 @@ import time
 import httpx
 import numpy as np
 from _machine import cpu_model
+from lumi.runtime.dispatcher import CPU_WORKER_KEEP_S
 
 MAX_BATCH = 32
 MAX_WAIT_MS = 5.0
@@ -117,9 +119,20 @@ def bench_lumi(graph, seconds: float) -> dict:
     cold = Endpoint("bench-cold", gw["url"], gw["key"])
     timed_request(cold.url, cold.headers)
     wait_until(lambda: cold.info()["replicas"] == 0)
-    results["cold"] = timed_request(cold.url, cold.headers)
+    results["cold"] = timed_request(cold.url, cold.headers)  # zero leases; the pool's CPU worker still up
+    wait_until(lambda: cold.info()["replicas"] == 0)
+    wait_until(lambda: not cpu_workers(), timeout=CPU_WORKER_KEEP_S + 60)
+    results["cold_worker"] = timed_request(cold.url, cold.headers)  # and the worker process started anew
     httpx.delete(f"{gw['url']}/v1/endpoints/bench-cold", headers=cold.headers)
     return results
+
+
+def cpu_workers() -> list[dict]:
+    import ray
+    from lumi.runtime.dispatcher import get_dispatcher
+
+    return [w for w in ray.get(get_dispatcher().cluster.remote())["workers"] if w["role"] == "cpu"
+            and w["state"] != "dead"]
 
 
 def bench_serve(graph, seconds: float) -> dict:
@@ -194,7 +207,9 @@ def main() -> None:
           f"Ray Serve {sum(serve_r[c]['refused'] for c in CONCURRENCY)})")
     print(f"Lumi mean batch size: {lumi_r['mean_batch']:.1f} requests")
     print(f"cold start from zero replicas (first request, end to end): Lumi {lumi_r['cold']:.2f} s, "
-          f"Ray Serve {serve_r['cold']:.2f} s, ratio {lumi_r['cold'] / serve_r['cold']:.2f}")
+          f"Ray Serve {serve_r['cold']:.2f} s, ratio {lumi_r['cold'] / serve_r['cold']:.2f} (Lumi's pool still held "
+          f"an idle CPU worker); once that worker had stopped too: Lumi {lumi_r['cold_worker']:.2f} s, ratio "
+          f"{lumi_r['cold_worker'] / serve_r['cold']:.2f}")
     ray.shutdown()
 
 

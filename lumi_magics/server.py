@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -24,6 +23,8 @@ from urllib.parse import quote
 import tornado.web
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
+from lumi.errors import LumiError, NotConnected
+from lumi.runtime.config import setting
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 # panel section -> gateway route (the gateway contract in docs/architecture.md)
@@ -35,10 +36,6 @@ _START_HINT = ("Start the local backend with `lumi serve` in a terminal, or in a
                "and a `%%remote` cell; this panel connects on its own.")
 
 
-class _NotConnected(Exception):
-    """No gateway to talk to; the message says how to get one."""
-
-
 @dataclass(frozen=True)
 class Gateway:
     url: str
@@ -48,26 +45,26 @@ class Gateway:
 def gateway_file() -> Path:
     """Where the running backend advertises its gateway: ``$LUMI_HOME/gateway.json`` (default ``~/.lumi``).
 
-    The same rule as ``lumi.runtime.config``; not read through ``load_config`` so that a broken
-    tier or price setting cannot take the panel down with it."""
-    return Path(os.environ.get("LUMI_HOME") or Path.home() / ".lumi") / "gateway.json"
+    Only ``LUMI_HOME`` is read, not all of ``load_config``, so that a broken tier or price setting cannot
+    take the panel down with it."""
+    return setting("LUMI_HOME") / "gateway.json"
 
 
 def read_gateway(path: Path | None = None) -> Gateway:
-    """The gateway's url and admin key, or ``_NotConnected`` saying how to start one."""
+    """The gateway's url and admin key, or ``NotConnected`` saying how to start one."""
     path = path or gateway_file()
     try:
         info = json.loads(path.read_text())
         return Gateway(url=info["url"].rstrip("/"), key=info["key"])
     except FileNotFoundError:
-        raise _NotConnected(f"No Lumi backend is running (there is no {path}). {_START_HINT}") from None
+        raise NotConnected(f"No Lumi backend is running (there is no {path}). {_START_HINT}") from None
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        raise _NotConnected(f"{path} is unreadable ({e!r}); it should hold {{\"url\", \"key\"}}. "
+        raise NotConnected(f"{path} is unreadable ({e!r}); it should hold {{\"url\", \"key\"}}. "
                             f"Delete it and start the backend again. {_START_HINT}") from None
 
 
 async def _call(gateway: Gateway, method: str, route: str, body: Any = None) -> tuple[int, Any]:
-    """One gateway request: ``(status, decoded JSON)``; ``_NotConnected`` when nothing answers."""
+    """One gateway request: ``(status, decoded JSON)``; ``NotConnected`` when nothing answers."""
     request = HTTPRequest(
         gateway.url + route,
         method=method,
@@ -79,10 +76,10 @@ async def _call(gateway: Gateway, method: str, route: str, body: Any = None) -> 
     try:
         response = await AsyncHTTPClient().fetch(request, raise_error=False)
     except (OSError, HTTPClientError) as e:
-        raise _NotConnected(f"The Lumi gateway at {gateway.url} (from {gateway_file()}) does not answer ({e}); "
+        raise NotConnected(f"The Lumi gateway at {gateway.url} (from {gateway_file()}) does not answer ({e}); "
                             f"its backend has probably stopped. {_START_HINT}") from None
     if response.code == 401:
-        raise _NotConnected(f"The Lumi gateway at {gateway.url} refused the admin key in {gateway_file()}; "
+        raise NotConnected(f"The Lumi gateway at {gateway.url} refused the admin key in {gateway_file()}; "
                             "restart the backend so it writes a fresh one.")
     try:
         payload = json.loads(response.body) if response.body else None
@@ -113,7 +110,7 @@ async def snapshot(sections: tuple[str, ...] = tuple(SECTIONS)) -> dict:
     try:
         gateway = read_gateway()
         answers = await asyncio.gather(*(_call(gateway, "GET", SECTIONS[s]) for s in sections))
-    except _NotConnected as e:
+    except NotConnected as e:
         return {"connected": False, "hint": str(e)}
     out: dict[str, Any] = {"connected": True, "gateway": gateway.url, "time": time.time(), "errors": {}}
     for section, (status, payload) in zip(sections, answers, strict=True):
@@ -156,7 +153,7 @@ class ActionHandler(APIHandler):
         route = f"/v1/{'jobs' if kind == 'jobs' else 'endpoints'}/{quote(ident, safe='')}/{action}"
         try:
             status, payload = await _call(read_gateway(), "POST", route, body)
-        except _NotConnected as e:
+        except NotConnected as e:
             self.finish(json.dumps({"connected": False, "hint": str(e)}))
             return
         if status >= 400:
@@ -193,5 +190,10 @@ def _load_jupyter_server_extension(server_app) -> None:
         (url_path_join(base, r"(deployments)/([^/]+)/(rollback|scale)"), ActionHandler),
     ])
     server_app.log.info("Lumi panel API at %s (gateway from %s)", base, gateway_file())
-    if os.environ.get("LUMI_AUTOSTART", "1") != "0":
+    try:
+        autostart = setting("LUMI_AUTOSTART")
+    except LumiError as e:  # the panel still comes up, and says why no backend started
+        server_app.log.warning("Lumi does not start the local backend: %s", e)
+        autostart = False
+    if autostart:
         start_backend(server_app.log)

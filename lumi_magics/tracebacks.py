@@ -9,7 +9,9 @@ import traceback
 import IPython
 import lumi
 import numpy as np
+from lumi.errors import LumiError
 from lumi.graph.tensor import CELL_FILENAME
+from lumi.runtime.config import setting
 
 _INTERNAL = (*(os.path.dirname(os.path.abspath(m.__file__)) for m in (lumi, np, IPython)),
              os.path.dirname(os.path.abspath(__file__)), sysconfig.get_paths()["stdlib"])
@@ -48,6 +50,10 @@ def short_traceback(error: BaseException) -> list[str]:
 
 def shorten(error: BaseException) -> BaseException:
     """Give ``error`` IPython's ``_render_traceback_`` hook with the short form, unless LUMI_DEBUG is set."""
-    if os.environ.get("LUMI_DEBUG", "") in ("", "0"):
+    try:
+        debug = setting("LUMI_DEBUG")
+    except LumiError:  # a bad LUMI_DEBUG is reported where it is used; it must not break showing this error
+        debug = False
+    if not debug:
         error._render_traceback_ = lambda: short_traceback(error)
     return error

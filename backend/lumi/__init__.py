@@ -28,6 +28,14 @@ def __getattr__(name: str):
         from .runtime import jobs
 
         return getattr(jobs, name)
+    if name in ("map", "starmap"):  # not in __all__: ``from lumi import *`` keeps the builtin map
+        from .runtime import fanout
+
+        return getattr(fanout, name)
+    if name in ("Dict", "Queue", "Volume"):  # the store loads Ray and fsspec
+        from . import storage
+
+        return getattr(storage, name)
     if name == "Endpoint":
         from .serving.endpoint import Endpoint
 
@@ -41,6 +49,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "Busy",
+    "Dict",
     "Endpoint",
     "ExecutionError",
     "FormatError",
@@ -48,10 +57,12 @@ __all__ = [
     "Job",
     "LumiError",
     "Plan",
+    "Queue",
     "ShapeError",
     "Tensor",
     "TraceError",
     "UnsupportedOperation",
+    "Volume",
     "__version__",
     "compile",
     "from_onnx",

@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 import httpx
 
 from .errors import LumiError
+from .runtime.config import setting
+from .runtime.options import add_placement_arguments
 
 
 def _gateway(args) -> tuple[str, str]:
     from .serving.gateway import gateway_file, gateway_info
 
-    url = args.url or os.environ.get("LUMI_GATEWAY_URL")
-    key = args.key or os.environ.get("LUMI_KEY")
+    url = args.url or setting("LUMI_GATEWAY_URL")
+    key = args.key or setting("LUMI_KEY")
     if url and key:
         return url.rstrip("/"), key
     info = gateway_info()
@@ -40,11 +41,17 @@ def _request(args, method: str, path: str, **kw) -> dict | list:
 
 def cmd_deploy(args) -> None:
     from .onnx import read_graph
+    from .runtime.options import check_endpoint_tenant, gpu_wire
+    from .serving import keys
     from .serving.endpoint import deploy
 
+    gpu = gpu_wire(args.gpu)  # malformed placement options are refused before the file is read
     graph = read_graph(args.file)
     url, key = _gateway(args)
-    info = deploy(graph, args.name, url, key, gpu=args.gpu, min_replicas=args.min_replicas,
+    if args.tenant is not None:
+        principal = keys.Keyring(keys.keys_path()).lookup(key)
+        check_endpoint_tenant(args.tenant, principal.tenant if principal else None, how=", then --key KEY")
+    info = deploy(graph, args.name, url, key, gpu=gpu, min_replicas=args.min_replicas,
                   max_replicas=args.max_replicas, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                   scaledown_window=args.scaledown_window, tier=args.tier)
     batching = "on" if info["batching"] else f"off ({info['batching_reason']})"
@@ -142,13 +149,12 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("deploy", help="deploy a .lumi file or an ONNX model as a new version of an endpoint")
     d.add_argument("file", help="a .lumi file written by Graph.export, or an .onnx model (imported by lumi.from_onnx)")
     d.add_argument("--name", required=True, help="endpoint name")
-    d.add_argument("--gpu", nargs="?", const="any", default=None, help="run replicas on a GPU (optionally a type)")
     d.add_argument("--min-replicas", type=int, default=None, help="replicas kept warm (default 0)")
     d.add_argument("--max-replicas", type=int, default=None, help="most replicas (default 4)")
     d.add_argument("--max-batch", type=int, default=None, help="most rows per batch (default 32)")
     d.add_argument("--max-wait-ms", type=float, default=None, help="batch wait in ms (default 5)")
     d.add_argument("--scaledown-window", type=float, default=None, help="idle seconds before scaling down (60)")
-    d.add_argument("--tier", default=None, help="tier its requests are admitted in")
+    add_placement_arguments(d)
     d.set_defaults(fn=cmd_deploy)
 
     e = sub.add_parser("endpoints", help="list endpoints")

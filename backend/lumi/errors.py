@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import queue
+
 
 class LumiError(Exception):
     """Base class of Lumi's errors."""
@@ -68,3 +70,77 @@ class IndexOutOfRange(LumiError):
 
     def __reduce__(self):
         return (type(self), (self.value, self.axis, self.size, self.where))
+
+
+class LeaseRevoked(LumiError):
+    """The worker no longer serves this endpoint lease (the dispatcher reclaimed it); ask for a new one."""
+
+
+class JobTimeout(LumiError, TimeoutError):
+    """``Job.result(timeout)`` ran out of time; the job itself goes on (``job.cancel()`` stops it)."""
+
+
+class NotFound(LumiError):
+    """No endpoint or version of that name (HTTP 404; also what another tenant's endpoint answers)."""
+
+
+class Forbidden(LumiError):
+    """The key may not do this (a tier above its own, or a name another tenant holds): HTTP 403."""
+
+
+class TamperedModel(FormatError):
+    """A stored model's bytes no longer hash to its name (HTTP 500 "was modified")."""
+
+
+class NotConnected(LumiError):
+    """No Lumi gateway to talk to (none recorded, or the recorded one does not answer); the message says how
+    to start one."""
+
+
+# -- the store (lumi.Dict, lumi.Queue, lumi.Volume): each also the built-in error it stands for ------------
+class InvalidName(LumiError, ValueError):
+    """A store name, tenant, key or path outside the allowed charset or length."""
+
+
+class StoreNotFound(LumiError):
+    """No store of that name that the caller may open: missing, or another tenant's (one message for both)."""
+
+
+class MissingKey(LumiError, KeyError):
+    """``d[key]`` for a key the Dict does not hold; names the Dict and the key."""
+
+    def __str__(self) -> str:  # KeyError's own str() shows the repr of its message
+        return str(self.args[0]) if self.args else ""
+
+
+class ValueTooLarge(TooLarge):
+    """A Dict value or Queue item past ``LUMI_STORE_MAX_VALUE_BYTES`` once encoded."""
+
+
+class QueueFull(Busy):
+    """``put`` on a Queue holding ``maxsize`` items; nothing was added."""
+
+
+class QueueEmpty(LumiError, queue.Empty):
+    """``get`` found no item before its timeout (``except queue.Empty`` catches it too)."""
+
+
+class PathNotFound(LumiError, FileNotFoundError):
+    """A Volume path that does not exist."""
+
+
+class UntrustedValue(LumiError):
+    """A pickled value written by another tenant: unpickling runs code, so only its own tenant loads it."""
+
+
+class MapItemError(ExecutionError):
+    """One item of a ``lumi.map`` failed: ``index`` is its place in the input, ``remote`` what the
+    worker reported (for a Python function, the exception and its traceback there)."""
+
+    def __init__(self, index: int, remote: str):
+        super().__init__(f"lumi.map: item {index} failed: {remote}")
+        self.index = index
+        self.remote = remote
+
+    def __reduce__(self):
+        return type(self), (self.index, self.remote)

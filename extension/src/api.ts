@@ -2,17 +2,54 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
+/** What a worker is doing, as the dispatcher reports it (older backends omit it). */
+export type WorkerDoing =
+  | { kind: 'idle' }
+  | { kind: 'job'; job: string; tier: string; tenant: string; label: string | null }
+  | {
+      kind: 'serving';
+      endpoint: string;
+      version: number;
+      tier: string;
+      tenant: string;
+      /** Unix seconds. */
+      since: number;
+      batches: number;
+      gpu_seconds: number;
+    }
+  | { kind: 'dead' };
+
 export interface IWorker {
   id: string;
   host: string;
   device: string;
+  target?: string;
   fallback: boolean;
   utilization: number;
   utilization_source: string;
   memory_used: number | null;
   memory_total: number | null;
   running: number;
-  state: 'idle' | 'busy' | 'dead';
+  state: 'starting' | 'idle' | 'busy' | 'leased' | 'dead';
+  /** "device": one of the pool's workers per GPU slot (jobs and GPU endpoints); "cpu": started for CPU-only endpoints. */
+  role?: 'device' | 'cpu';
+  doing?: WorkerDoing;
+  /** The dispatcher's one-line rendering of `doing`, e.g. "serving mnist v3 since 12:01:07 (41 batches)". */
+  activity?: string;
+}
+
+/** An endpoint replica leased on a worker of the dispatcher's pool. */
+export interface ILease {
+  id: string;
+  endpoint: string;
+  version: number;
+  tier: string;
+  tenant: string;
+  worker: string;
+  /** Unix seconds. */
+  since: number;
+  batches: number;
+  gpu_seconds: number;
 }
 
 export interface ICluster {
@@ -21,6 +58,9 @@ export interface ICluster {
   queue_cap: number;
   tiers: Record<string, { weight: number; cap: number }>;
   fallback: boolean;
+  leases?: ILease[];
+  /** Leases waiting for a worker. */
+  pending_leases?: number;
 }
 
 export type JobState = 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
@@ -65,6 +105,8 @@ export interface ICosts {
   by_tenant: Record<string, number>;
   by_tier: Record<string, number>;
   by_endpoint: Record<string, number>;
+  /** One row per endpoint and tenant, from the workers' own measurements (older backends omit it). */
+  endpoints?: { endpoint: string; tenant: string; gpu_seconds: number; cost: number; runs: number }[];
   /** Cumulative cost over time, [[unix seconds, total so far], ...]. */
   series: [number, number][];
 }

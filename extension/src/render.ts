@@ -1,5 +1,5 @@
 // Pure DOM rendering of the panel's sections from a snapshot; no state, no requests.
-import type { ICluster, ICosts, IDeployment, IJob } from './api';
+import type { ICluster, ICosts, IDeployment, IJob, IWorker } from './api';
 import { duration, jobElapsed, money, percent } from './format';
 
 type Child = Node | string | number | null | undefined | false;
@@ -97,6 +97,54 @@ export interface IHistory {
   memory: number[];
 }
 
+function clock(unixSeconds: number): string {
+  return new Date(unixSeconds * 1000).toLocaleTimeString();
+}
+
+/** What a worker is doing: the endpoint and version it serves, the job it runs, or the dispatcher's words. */
+function workerActivity(w: IWorker): HTMLElement | null {
+  const doing = w.doing;
+  if (doing?.kind === 'serving') {
+    return h(
+      'div',
+      {
+        class: 'lumi-Worker-activity',
+        'data-activity': 'serving',
+        'data-endpoint': doing.endpoint,
+        'data-version': doing.version,
+        title: w.activity ?? `serving ${doing.endpoint} v${doing.version} since ${clock(doing.since)}`
+      },
+      'serving ',
+      h('span', { class: 'lumi-Worker-endpoint' }, doing.endpoint),
+      ' ',
+      h('span', { class: 'lumi-Version lumi-mod-active' }, `v${doing.version}`),
+      h(
+        'span',
+        { class: 'lumi-Stat', title: `${(doing.gpu_seconds ?? 0).toFixed(3)} GPU seconds since ${clock(doing.since)}` },
+        ` · ${doing.batches} batch${doing.batches === 1 ? '' : 'es'}`
+      ),
+      ` · ${doing.tenant} · ${doing.tier}`
+    );
+  }
+  if (doing?.kind === 'job') {
+    return h(
+      'div',
+      { class: 'lumi-Worker-activity', 'data-activity': 'job', 'data-job-id': doing.job, title: w.activity ?? `job ${doing.job}` },
+      'job ',
+      h('code', { class: 'lumi-Worker-job' }, doing.job.slice(0, 8)),
+      [doing.tier, doing.tenant].filter(Boolean).map(part => ` · ${part}`),
+      doing.label ? h('span', { class: 'lumi-mod-muted' }, ` · ${doing.label}`) : null
+    );
+  }
+  if (doing?.kind === 'idle' || doing?.kind === 'dead') {
+    return null; // the state says it (and "idle" under a starting worker would mislead)
+  }
+  // a kind this panel does not know yet, or no `doing`: the dispatcher's words, where they say more than the state
+  return w.activity && w.activity !== w.state
+    ? h('div', { class: 'lumi-Worker-activity lumi-mod-muted', 'data-activity': 'other' }, w.activity)
+    : null;
+}
+
 export function renderCluster(cluster: ICluster, history: Map<string, IHistory>): HTMLElement {
   const queued = Object.entries(cluster.queue).filter(([, depth]) => depth > 0);
   const depth = queued.reduce((sum, [, d]) => sum + d, 0);
@@ -105,7 +153,15 @@ export function renderCluster(cluster: ICluster, history: Map<string, IHistory>)
     { class: 'lumi-Summary' },
     `${cluster.workers.length} worker${cluster.workers.length === 1 ? '' : 's'} · ${depth} queued`,
     queued.length ? ` (${queued.map(([tier, d]) => `${tier} ${d}`).join(', ')})` : '',
-    ` · cap ${cluster.queue_cap}`
+    ` · cap ${cluster.queue_cap}`,
+    cluster.leases
+      ? h(
+          'span',
+          { class: 'lumi-Leases', 'data-leases': cluster.leases.length, title: 'endpoint replicas on the pool\'s workers' },
+          ` · ${cluster.leases.length} lease${cluster.leases.length === 1 ? '' : 's'}`,
+          cluster.pending_leases ? ` (${cluster.pending_leases} pending)` : ''
+        )
+      : null
   );
   const fallback = cluster.fallback
     ? h(
@@ -132,16 +188,26 @@ export function renderCluster(cluster: ICluster, history: Map<string, IHistory>)
             h('span', { class: 'lumi-Metric-label' }, 'memory'),
             h('span', { class: 'lumi-mod-muted', title: 'device memory is measured with NVML on GPUs' }, w.fallback ? 'n/a on the CPU fallback' : 'not reported')
           );
+    // a worker serving an endpoint reads as leased whatever its state says (a CPU worker may say busy)
+    const leased = w.doing?.kind === 'serving' && w.state !== 'leased' ? ' lumi-mod-leased' : '';
     return h(
       'div',
-      { class: `lumi-Worker lumi-mod-${w.state}`, 'data-worker-id': w.id },
+      {
+        class: `lumi-Worker lumi-mod-${w.state}${leased}`,
+        'data-worker-id': w.id,
+        'data-role': w.role
+      },
       h(
         'div',
         { class: 'lumi-Worker-head' },
         h('span', { class: 'lumi-Worker-name', title: `${w.id} on ${w.host}` }, w.id.replace(/^lumi-worker-/, 'worker ')),
+        w.role === 'cpu'
+          ? h('span', { class: 'lumi-Badge lumi-mod-role', 'data-role': 'cpu', title: 'a CPU worker, started on demand for CPU-only endpoints' }, 'cpu-only')
+          : null,
         h('span', { class: 'lumi-Badge', title: w.fallback ? 'CPU fallback' : w.device }, w.device),
         h('span', { class: `lumi-State lumi-mod-${w.state}`, title: `${w.running} running` }, w.state)
       ),
+      workerActivity(w),
       h(
         'div',
         { class: 'lumi-Metric' },

@@ -50,7 +50,8 @@ def test_lumi_help_lists_every_subcommand_on_one_line_each(shell, capsys):
     assert result.success
     listed = out.split("commands:\n", 1)[1].splitlines()
     names = [line.split()[0] for line in listed if line.strip()]
-    assert names == ["status", "connect", "stop", "deployments", "jobs", "costs", "cluster"]
+    assert names == ["status", "connect", "stop", "deployments", "dicts", "queues", "volumes", "jobs", "costs",
+                     "cluster"]
     assert all(len(line.split(maxsplit=1)) == 2 for line in listed if line.strip())
 
 

@@ -4,53 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 
 import lumi
 import numpy as np
 import pytest
 import ray
+from dispatchers import sleeper, wait_all, wait_ready
 from lumi.runtime import jobs
-from lumi.runtime.dispatcher import FINAL, start_dispatcher
-
-SMALL_WORKERS = {"LUMI_WORKER_GPUS": "0.01"}  # leave the session's logical GPUs to other tests
-
-
-@pytest.fixture
-def make_dispatcher(ray_cluster):
-    made = []
-
-    def make(env=None, workers=2):
-        d = start_dispatcher(f"test-dispatcher-{uuid.uuid4().hex[:6]}", env={**SMALL_WORKERS, **(env or {})},
-                             workers=workers)
-        made.append(d)
-        return d
-
-    yield make
-    for d in made:
-        ray.kill(d)
-
-
-def sleeper(seconds: float, tier: str, estimate: float | None = None, tenant: str = "local") -> dict:
-    return jobs.python_spec(f"import time\ntime.sleep({seconds})", {}, [], tier=tier, tenant=tenant,
-                            estimate=estimate)
-
-
-def wait_ready(d, workers: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while sum(w["state"] != "dead" and w["device"] != "" for w in ray.get(d.cluster.remote())["workers"]) < workers:
-        assert time.monotonic() < deadline, "workers did not come up"
-        time.sleep(0.05)
-
-
-def wait_all(d, ids, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        by_id = {j["id"]: j for j in ray.get(d.jobs.remote(limit=100_000))}
-        if all(by_id[i]["state"] in FINAL for i in ids):
-            return {i: by_id[i] for i in ids}
-        assert time.monotonic() < deadline, "jobs did not finish"
-        time.sleep(0.1)
 
 
 def jain(xs) -> float:
@@ -197,7 +157,7 @@ def test_bad_requests_say_what_to_do(ray_cluster):
     graph = lumi.trace(lambda x: x + 1, np.ones(3, np.float32))
     with pytest.raises(lumi.LumiError, match="unknown tier 'gold'"):
         lumi.submit(graph, np.ones(3, np.float32), tier="gold")
-    with pytest.raises(lumi.LumiError, match="one GPU"):
+    with pytest.raises(lumi.LumiError, match="a job runs on one worker"):
         lumi.submit(graph, np.ones(3, np.float32), gpu="H100:2")
     with pytest.raises(lumi.ShapeError):
         lumi.submit(graph, np.ones(4, np.int64))

@@ -1,8 +1,12 @@
 """The Lumi panel in a real JupyterLab with no backend running: it opens from the sidebar and the
 palette, says "not connected" and how to connect, polls at most every 2 s only while visible,
-and follows the light and dark themes."""
+and follows the light and dark themes. Then, on a snapshot served by the test, what each worker
+is doing: a job, an endpoint it serves (a lease), a CPU-only worker."""
 
 from __future__ import annotations
+
+import json
+import time
 
 import pytest
 from labdriver import lab_command, open_lab, open_panel, screenshot, set_theme, sidebar_tab, start_lab, stop_lab
@@ -83,3 +87,66 @@ def test_panel_follows_light_and_dark_themes(page):
         screenshot(page, f"panel-not-connected-{name}.png")
     assert backgrounds["light"] != backgrounds["dark"]
     set_theme(page, "JupyterLab Light")
+
+
+def _snapshot() -> dict:
+    now = time.time()
+    worker = {"host": "10.0.0.1", "device": "NVIDIA H100", "target": "cuda", "fallback": False, "utilization": 0.4,
+              "utilization_source": "nvml", "memory_used": 2 << 30, "memory_total": 80 << 30, "running": 1}
+    workers = [
+        {**worker, "id": "lumi-worker-0", "role": "device", "state": "busy",
+         "doing": {"kind": "job", "job": "3f2a91c0aa55", "tier": "api", "tenant": "acme", "label": "remote"},
+         "activity": "job 3f2a91c0 (api, acme)"},
+        {**worker, "id": "lumi-worker-1", "role": "device", "state": "leased",
+         "doing": {"kind": "serving", "endpoint": "mnist", "version": 3, "tier": "api", "tenant": "acme",
+                   "since": now - 60, "batches": 41, "gpu_seconds": 0.52},
+         "activity": "serving mnist v3 since 12:01:07 (41 batches)"},
+        {**worker, "id": "lumi-cpu-0", "role": "cpu", "device": "CPU", "target": "cpu", "state": "idle",
+         "utilization_source": "busy fraction", "memory_used": None, "memory_total": None, "running": 0,
+         "doing": {"kind": "idle"}, "activity": "idle"},
+        # an older backend: none of the new fields
+        {**worker, "id": "lumi-worker-2", "state": "idle", "running": 0},
+    ]
+    lease = {"id": "L1", "endpoint": "mnist", "version": 3, "tier": "api", "tenant": "acme", "worker": "lumi-worker-1",
+             "since": now - 60, "batches": 41, "gpu_seconds": 0.52}
+    return {"connected": True, "gateway": "http://127.0.0.1:1", "time": now, "errors": {},
+            "cluster": {"workers": workers, "queue": {"api": 0}, "queue_cap": 64, "tiers": {}, "fallback": False,
+                        "leases": [lease], "pending_leases": 1},
+            "jobs": [], "deployments": [],
+            "costs": {"total": 0, "by_tenant": {}, "by_tier": {}, "by_endpoint": {}, "series": [], "endpoints": []}}
+
+
+def test_cluster_rows_say_what_each_worker_is_doing(page):
+    route = "**/lumi/api/snapshot*"
+    page.route(route, lambda r: r.fulfill(status=200, content_type="application/json", body=json.dumps(_snapshot())))
+    try:
+        panel = open_panel(page)
+        cluster = panel.locator('[data-section="cluster"]')
+        cluster.locator(".lumi-Worker").first.wait_for(timeout=10_000)
+        job = cluster.locator('[data-worker-id="lumi-worker-0"]')
+        serving = cluster.locator('[data-worker-id="lumi-worker-1"]')
+        cpu = cluster.locator('[data-worker-id="lumi-cpu-0"]')
+        old = cluster.locator('[data-worker-id="lumi-worker-2"]')
+
+        activity = job.locator(".lumi-Worker-activity")
+        assert activity.get_attribute("data-activity") == "job"
+        assert "3f2a91c0" in activity.inner_text() and "api" in activity.inner_text()
+        assert "3f2a91c0aa55" not in activity.inner_text()  # the short id, the whole one in the title
+
+        assert "lumi-mod-leased" in serving.get_attribute("class").split()
+        assert "lumi-mod-leased" not in job.get_attribute("class").split()
+        text = serving.locator(".lumi-Worker-activity").inner_text()
+        assert "mnist" in text and "v3" in text and "41 batches" in text
+        # visibly distinct: the leased row has an accent edge the others lack
+        edge = "el => getComputedStyle(el).borderLeftWidth"
+        assert serving.evaluate(edge) != job.evaluate(edge)
+
+        assert cpu.locator('.lumi-Badge[data-role="cpu"]').count() == 1
+        assert job.locator('.lumi-Badge[data-role="cpu"]').count() == 0
+        assert cpu.locator(".lumi-Worker-activity").count() == 0  # "idle" is already its state
+
+        assert old.locator(".lumi-Worker-activity").count() == 0  # older backends: the row as before
+        assert "1 lease (1 pending)" in cluster.locator(".lumi-Summary").inner_text()
+        screenshot(page, "panel-cluster-activity-light.png")
+    finally:
+        page.unroute(route)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 import sys
 import threading
 import time
@@ -18,6 +17,7 @@ from ..graph import shapes as S
 from ..graph.interpret import describe, index_context
 from ..graph.ir import Graph
 from ..graph.ops import OPS
+from ..settings import setting
 from .groups import Group, LibraryStep, MatmulStep, Step, attach_epilogues, fuse
 from .passes import optimize
 from .targets import backend
@@ -202,7 +202,7 @@ def compile(graph: Graph, target: str = "cpu") -> Plan:  # noqa: A001 - the publ
         if toolchain() is None:
             raise ExecutionError("target 'cpu' needs a C compiler and none works here; use target='numpy'")
     opt, steps, kernels = _generate(graph, target)
-    if os.environ.get("LUMI_DEBUG", "") not in ("", "0"):
+    if setting("LUMI_DEBUG"):
         for k in kernels:
             print(f"--- lumi kernel {k.name} ({target}, {k.kind}, nodes {list(k.nodes)}) ---\n{k.source}",
                   file=sys.stderr)

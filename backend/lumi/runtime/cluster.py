@@ -11,6 +11,7 @@ import ray
 
 from ..errors import LumiError
 from . import head
+from .config import setting
 
 NAMESPACE = "lumi"
 _lock = threading.Lock()
@@ -35,7 +36,7 @@ def connect(address: str | None = None) -> dict:
     starting it first when none is alive. Any earlier connection of this process is closed."""
     global _joined
     with _lock:
-        address = address or os.environ.get("LUMI_RAY_ADDRESS")
+        address = address or setting("LUMI_RAY_ADDRESS")
         if ray.is_initialized():
             ray.shutdown()
         _joined = None
@@ -100,3 +101,11 @@ def disconnect() -> None:
         reset()
         if ray.is_initialized():
             ray.shutdown()
+
+
+def request_cluster_resources(bundles: list[dict]) -> None:
+    """Ask Ray's autoscaler to keep room for these resource bundles (it adds nodes where it can;
+    without an autoscaler this is a no-op)."""
+    from ray.autoscaler.sdk import request_resources
+
+    request_resources(bundles=bundles)

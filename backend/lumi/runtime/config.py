@@ -1,20 +1,36 @@
-"""Lumi's settings: tiers (weights and queue caps), prices, and where state lives.
+"""Lumi's settings, for every layer above the compiler: ``LUMI_*`` variables, and tiers, prices and
+quotas from ``config.toml``.
 
-Read from ``$LUMI_CONFIG`` or ``~/.lumi/config.toml`` when present, then from environment
-variables (``LUMI_TIER_<NAME>_WEIGHT``, ``LUMI_TIER_<NAME>_CAP``, ``LUMI_QUEUE_CAP``,
-``LUMI_DISPATCH_LIMIT``, ``LUMI_PRICE_<DEVICE>``, ``LUMI_WORKERS``, ``LUMI_WORKER_GPUS``, ``LUMI_HOME``,
-``LUMI_QUOTA_<TIER>_<FIELD>``, ``LUMI_MAX_GRAPH_NODES``, ``LUMI_MAX_COMPILE_S``).
-Defaults are documented in docs/architecture.md.
+Every ``LUMI_*`` variable is read here: :func:`setting`, :func:`members` and :func:`lumi_environment`
+are the registry's accessors (declared in :mod:`lumi.settings`, the one table of docs/configuration.md),
+re-exported so that the runtime, serving, the CLI and the notebook read settings through this module.
+The registry itself sits below, in ``lumi/settings.py``, only because ``graph/`` and ``compiler/`` have
+settings too (``LUMI_DEBUG``, ``LUMI_HOME``) and never import ``runtime/``.
+
+:func:`load_config` adds ``$LUMI_CONFIG`` (default ``$LUMI_HOME/config.toml``) when present: tiers
+(weights and queue caps), the queue, prices, quotas and limits. A variable overrides the file, which
+overrides the built-in defaults below.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import LumiError
+from ..settings import SETTINGS, lumi_environment, members, setting
+
+__all__ = ["DEFAULT_PRICES", "DEFAULT_QUOTAS", "DEFAULT_TIERS", "LOCAL_TENANT", "QUOTA_FIELDS", "SETTINGS", "Config",
+           "Quota", "Tier", "load_config", "lumi_environment", "members", "setting"]
+
+
+def _default(name: str):
+    """A setting's declared default (where it is a plain value)."""
+    return SETTINGS[name].default
+
 
 DEFAULT_TIERS = {
     # name: (weight, queue cap)
@@ -72,15 +88,15 @@ class Tier:
 @dataclass(frozen=True)
 class Config:
     tiers: dict[str, Tier] = field(default_factory=dict)
-    queue_cap: int = 512
-    dispatch_limit: int = 2
-    workers: int = 0  # worker actors the dispatcher keeps; 0: one per GPU (two on the CPU fallback)
-    worker_gpus: float = 1.0  # GPUs each worker actor reserves (fractions share a GPU)
+    queue_cap: int = _default("LUMI_QUEUE_CAP")
+    dispatch_limit: int = _default("LUMI_DISPATCH_LIMIT")
+    workers: int = _default("LUMI_WORKERS")  # worker actors the dispatcher keeps; 0: one per GPU (two on CPU)
+    worker_gpus: float = _default("LUMI_WORKER_GPUS")  # GPUs each worker actor reserves (fractions share a GPU)
     prices: dict[str, float] = field(default_factory=dict)
     quotas: dict[str, Quota] = field(default_factory=dict)
     home: Path = Path.home() / ".lumi"
-    max_graph_nodes: int = 20_000  # serving refuses a deploy of a bigger graph
-    max_compile_s: float = 10.0  # ... or of one whose kernels take longer than this to generate
+    max_graph_nodes: int = _default("LUMI_MAX_GRAPH_NODES")  # serving refuses a deploy of a bigger graph
+    max_compile_s: float = _default("LUMI_MAX_COMPILE_S")  # ... or of one whose kernels take longer to generate
 
     def tier(self, name: str) -> Tier:
         try:
@@ -106,10 +122,11 @@ class Config:
         return self.prices["GPU" if device.upper() != "CPU" else "CPU"]
 
 
-def load_config(env: dict | None = None) -> Config:
+def load_config(env: Mapping[str, str] | None = None) -> Config:
+    """The configuration in ``env`` (default ``os.environ``, read now) over ``config.toml`` over the defaults."""
     env = dict(os.environ if env is None else env)
-    home = Path(env.get("LUMI_HOME", Path.home() / ".lumi"))
-    path = Path(env.get("LUMI_CONFIG", home / "config.toml"))
+    home = setting("LUMI_HOME", env)
+    path = setting("LUMI_CONFIG", env)
     data = {}
     if path.is_file():
         try:
@@ -122,33 +139,35 @@ def load_config(env: dict | None = None) -> Config:
         weight, cap = DEFAULT_TIERS.get(name, (1, 64))
         weight = float(table.get(name, {}).get("weight", weight))
         cap = int(table.get(name, {}).get("cap", cap))
-        weight = float(env.get(f"LUMI_TIER_{name.upper()}_WEIGHT", weight))
-        cap = int(env.get(f"LUMI_TIER_{name.upper()}_CAP", cap))
+        weight = float(setting(f"LUMI_TIER_{name.upper()}_WEIGHT", env, default=weight))
+        cap = int(setting(f"LUMI_TIER_{name.upper()}_CAP", env, default=cap))
         if weight <= 0 or cap < 1:
             raise LumiError(f"tier {name}: weight must be positive and cap at least 1")
         tiers[name] = Tier(name, weight, cap)
-    prices = {**DEFAULT_PRICES, **{k.upper(): float(v) for k, v in data.get("prices", {}).items()}}
-    for key, value in env.items():
-        if key.startswith("LUMI_PRICE_"):
-            prices[key.removeprefix("LUMI_PRICE_")] = float(value)
+    prices = {**DEFAULT_PRICES, **{k.upper(): float(v) for k, v in data.get("prices", {}).items()},
+              **members("LUMI_PRICE_<DEVICE>", env)}
     quotas = {}
     for name in tiers:
         given = data.get("quotas", {}).get(name, {})
         values = dict(zip(QUOTA_FIELDS, DEFAULT_QUOTAS.get(name, DEFAULT_QUOTAS["light"])))
-        values = {f: int(env.get(f"LUMI_QUOTA_{name.upper()}_{f.upper()}", given.get(f, v))) for f, v in values.items()}
+        values = {f: int(setting(f"LUMI_QUOTA_{name.upper()}_{f.upper()}", env, default=given.get(f, v)))
+                  for f, v in values.items()}
         if min(values.values()) < 0:
             raise LumiError(f"quotas.{name}: every quota must be at least 0")
         quotas[name] = Quota(**values)
-    queue, limits = data.get("queue", {}), data.get("limits", {})
+    def over_file(name: str, section: str, key: str):
+        """The variable ``name``, else ``[section] key`` of the file, else the declared default."""
+        return setting(name, env, default=data.get(section, {}).get(key, _default(name)))
+
     return Config(
         tiers=tiers,
-        queue_cap=int(env.get("LUMI_QUEUE_CAP", queue.get("cap", 512))),
-        dispatch_limit=int(env.get("LUMI_DISPATCH_LIMIT", queue.get("dispatch_limit", 2))),
-        workers=int(env.get("LUMI_WORKERS", queue.get("workers", 0))),
-        worker_gpus=float(env.get("LUMI_WORKER_GPUS", queue.get("worker_gpus", 1.0))),
+        queue_cap=int(over_file("LUMI_QUEUE_CAP", "queue", "cap")),
+        dispatch_limit=int(over_file("LUMI_DISPATCH_LIMIT", "queue", "dispatch_limit")),
+        workers=int(over_file("LUMI_WORKERS", "queue", "workers")),
+        worker_gpus=float(over_file("LUMI_WORKER_GPUS", "queue", "worker_gpus")),
         prices=prices,
         quotas=quotas,
         home=home,
-        max_graph_nodes=int(env.get("LUMI_MAX_GRAPH_NODES", limits.get("max_graph_nodes", 20_000))),
-        max_compile_s=float(env.get("LUMI_MAX_COMPILE_S", limits.get("max_compile_s", 10.0))),
+        max_graph_nodes=int(over_file("LUMI_MAX_GRAPH_NODES", "limits", "max_graph_nodes")),
+        max_compile_s=float(over_file("LUMI_MAX_COMPILE_S", "limits", "max_compile_s")),
     )

@@ -1,9 +1,13 @@
 """The dispatcher: one named, detached Ray actor per cluster that queues, schedules and meters work.
 
-Jobs wait in one queue per tier. Deficit round robin picks among backlogged tiers: each visit
+Jobs wait in one queue per tier, fair between its tenants (``queues.TenantQueue``: a FIFO per
+tenant, served round robin). Deficit round robin picks among backlogged tiers: each visit
 credits a tier ``quantum x weight`` estimated GPU-seconds and it sends jobs while its credit
 covers their estimate; the estimate of a graph comes from its FLOP and byte counts until runtimes
 of the same graph hash have been measured. Workers hold at most ``dispatch_limit`` jobs each.
+Endpoint replicas are leases on the same workers (``lease``/``unlease``): a leased worker runs
+that endpoint's batches only, until the gateway gives it back or a queued job reclaims it (see
+``_reclaimable``); asks for leases are served before queued jobs.
 Past a tier's or the global queue cap a submit is refused with ``lumi.Busy``. A job whose worker
 dies goes back to the head of its tier (bounded attempts, then failed with the reason). Cost is
 measured execution seconds times the device's price; queued time is free.
@@ -12,6 +16,7 @@ measured execution seconds times the device's price; queued time is free.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import uuid
@@ -22,9 +27,11 @@ import ray
 
 from ..errors import Busy, LumiError
 from . import metering
-from .cluster import NAMESPACE, ensure_connected
-from .config import LOCAL_TENANT, load_config
-from .pool import Pool, Slot
+from .cluster import NAMESPACE, ensure_connected, request_cluster_resources
+from .config import LOCAL_TENANT, load_config, lumi_environment
+from .options import GpuRequest
+from .pool import CPU, DEVICE, Lease, Pool, Slot
+from .queues import TenantQueue
 
 NAME = "lumi-dispatcher"
 MAX_ATTEMPTS = 3
@@ -34,6 +41,10 @@ TOKEN_TTL_S = 600.0
 CANCEL_GRACE_S = 2.0
 RETRY_AFTER_BOUNDS = (0.5, 30.0)
 FINAL = ("done", "failed", "cancelled")
+LEASE_RETRY_AFTER_S = 2.0
+RECLAIM_IDLE_S = 1.0  # a queued job takes back a lease of its own tier or a lower one idle this long
+LEASE_MIN_S = 2.0  # a lease is never reclaimed sooner than this after its grant (no thrashing under contention)
+CPU_WORKER_KEEP_S = 30.0  # an unleased CPU worker is kept this long for the next lease, then stopped
 
 
 @dataclass(eq=False)
@@ -61,6 +72,7 @@ class _Job:
     attempts: int = 0
     refs: tuple | None = None  # (reading, result) of the running attempt
     result: object = None  # the result ObjectRef until a waiter takes it
+    value: object = None  # the result itself when small enough to come with the reading
     finished: asyncio.Event = field(default_factory=asyncio.Event)
 
     def public(self, position: int | None = None, tier_position: int | None = None) -> dict:
@@ -69,6 +81,23 @@ class _Job:
                 "started_at": self.started_at, "finished_at": self.finished_at, "gpu_seconds": self.gpu_seconds,
                 "cost": self.cost, "device": self.device, "worker": self.worker, "error": self.error,
                 "attempts": self.attempts, "label": self.label, "estimate": self.estimate}
+
+
+@dataclass(eq=False)
+class _Ask:
+    """A lease asked for and not granted yet."""
+
+    lease: Lease
+    gpu: str | None
+    cpus: float
+    granted: asyncio.Future
+
+
+def gpu_fits(gpu: str | None, slot: Slot) -> bool:
+    """Whether a worker can take work asking for ``gpu`` (a canonical ``GpuRequest`` form; None: no GPU
+    asked for). The CPU fallback takes everything (the widgets and ``%lumi cluster`` say so)."""
+    request = GpuRequest.parse(gpu)
+    return request is None or slot.fallback or request.matches(slot.device)
 
 
 class DeficitRoundRobin:
@@ -90,7 +119,7 @@ class DeficitRoundRobin:
     def credit(self, tier: str) -> float:
         return self.quantum * self.weights[tier] / self.unit
 
-    def pick(self, queues: dict[str, deque], eligible=lambda job: True) -> _Job | None:
+    def pick(self, queues: dict[str, TenantQueue], eligible=lambda job: True) -> _Job | None:
         """Take the next job to dispatch out of ``queues`` (None when no tier has an eligible head)."""
         heads = [q[0] for q in queues.values() if q and eligible(q[0])]
         if not heads:
@@ -140,19 +169,23 @@ class Dispatcher:
     def __init__(self, env: dict | None = None, workers: int | None = None):
         self.config = load_config({**os.environ, **(env or {})})
         self.tiers = self.config.tiers
-        self.queues: dict[str, deque[_Job]] = {t: deque() for t in self.tiers}
+        self.queues: dict[str, TenantQueue] = {t: TenantQueue() for t in self.tiers}
         self.drr = DeficitRoundRobin({t: tier.weight for t, tier in self.tiers.items()})
         target = workers if workers is not None else (self.config.workers or None)
         self.pool = Pool(self.config.dispatch_limit, self.config.worker_gpus, target)
         self.jobs: dict[str, _Job] = {}
         self.measured: dict[str, float] = {}
         self.tokens: dict[str, tuple[str, str, float]] = {}
+        self.asks: list[_Ask] = []
+        self.finished: deque[str] = deque()
+        self._cpu_starting = 0
         self.ledger = metering.Ledger()
         self.counts = dict.fromkeys(("accepted", "refused", "done", "failed", "cancelled", "requeued"), 0)
         self.peak = {"total": 0, **dict.fromkeys(self.tiers, 0)}
-        self._order: list[str] | None = None
+        self._order: dict[str, tuple[int, int]] | None = None
         self._last_start = 0.0
         self._started = False
+        self._growing = False
 
     # -- admission ----------------------------------------------------------------------------
     def _occupancy(self) -> tuple[dict[str, int], int]:
@@ -184,11 +217,17 @@ class Dispatcher:
         if tenant == LOCAL_TENANT:
             return
         quota = self.config.quota(tier).jobs
-        queued = sum(j.tenant == tenant for q in self.queues.values() for j in q)
+        queued = sum(q.queued(tenant) for q in self.queues.values())
         if queued >= quota:
             self.counts["refused"] += 1
             raise Busy(f"quota 'jobs' reached: tenant {tenant!r} has {queued} queued jobs, the most tier {tier!r} "
                        "allows; retry when some have started", retry_after=RETRY_AFTER_BOUNDS[1] / 10)
+
+    def _check_gpus(self, gpu: str | None) -> None:
+        request = GpuRequest.parse(gpu)
+        if request is not None and request.count > max(1.0, self.pool.worker_gpus):  # a fraction shares one
+            raise LumiError(f"--gpu {gpu}: a job runs on one worker, and each worker here holds "
+                            f"{self.pool.worker_gpus:g} GPU(s) (LUMI_WORKER_GPUS); ask for at most that many")
 
     def _note_peak(self) -> None:
         depth, total = self._occupancy()
@@ -206,7 +245,8 @@ class Dispatcher:
         kind = spec.get("kind", "graph")
         if kind not in ("graph", "python"):
             raise LumiError(f"unknown job kind {kind!r}; use 'graph' or 'python'")
-        job = _Job(id=uuid.uuid4().hex[:12], tenant=spec.get("tenant") or "local", tier=tier, kind=kind,
+        self._check_gpus(spec.get("gpu"))
+        job = _Job(id=self._new_id(spec.get("id")), tenant=spec.get("tenant") or "local", tier=tier, kind=kind,
                    program=spec["program"], args=list(spec.get("args", [])), key=spec.get("key", ""),
                    work=dict(spec.get("work") or {}), estimate=0.0, gpu=spec.get("gpu"),
                    label=spec.get("label") or kind, submitted_at=time.time())
@@ -217,7 +257,17 @@ class Dispatcher:
         self._note_peak()
         self._changed()
         self._dispatch()
-        return self._public(job)
+        return job.public()  # positions are computed when asked for (status), not on every submit
+
+    def _new_id(self, wanted: str | None) -> str:
+        """A fresh job id, or the client's own (so that a client interrupted mid-submit can still cancel it)."""
+        if wanted is None:
+            return uuid.uuid4().hex[:12]
+        if not (isinstance(wanted, str) and 8 <= len(wanted) <= 32 and wanted.isalnum()):
+            raise LumiError(f"a job id is 8-32 letters and digits, not {wanted!r}")
+        if wanted in self.jobs:
+            raise LumiError(f"job id {wanted!r} is taken; submit with a new one")
+        return wanted
 
     def _estimate(self, job: _Job) -> float:
         if job.key in self.measured:
@@ -228,22 +278,171 @@ class Dispatcher:
 
     async def acquire(self, tenant: str = "local", tier: str = "api") -> str:
         """Hold a place against the tier's and the global cap (serving admission); raise Busy when full."""
+        return self._acquire(tenant, tier)
+
+    def _acquire(self, tenant: str, tier: str) -> str:
         self._admit(tier)
         token = uuid.uuid4().hex
         self.tokens[token] = (tenant, tier, time.time())
         self._note_peak()
-        self._changed()
         return token
+
+    async def acquire_many(self, asks: list[tuple[str, str]]) -> list:
+        """``acquire`` for many ``(tenant, tier)`` at once: a token, or the Busy/LumiError, for each."""
+        answers = []
+        for tenant, tier in asks:
+            try:
+                answers.append(self._acquire(tenant, tier))
+            except LumiError as e:
+                answers.append(e)
+        return answers
 
     async def release(self, token: str, seconds: float, device: str, endpoint: str | None = None) -> dict:
         """Give the place back and meter ``seconds`` of execution on ``device``."""
+        return self._release(token, seconds, device, endpoint)
+
+    def _release(self, token: str, seconds: float, device: str, endpoint: str | None) -> dict:
         held = self.tokens.pop(token, None)
         if held is None:
             raise LumiError("unknown or expired admission token; acquire() a new one for each request")
         tenant, tier, _ = held
         record = self.ledger.add(tenant, tier, device, seconds, self.config.price(device), endpoint=endpoint)
-        self._changed()
         return {"cost": record.cost}
+
+    async def release_many(self, items: list[tuple]) -> list:
+        """``release`` for many ``(token, seconds, device, endpoint)`` at once: a receipt, or the error, for each."""
+        answers = []
+        for item in items:
+            try:
+                answers.append(self._release(*item))
+            except LumiError as e:
+                answers.append(e)
+        return answers
+
+    # -- leases -------------------------------------------------------------------------------
+    async def lease(self, spec: dict) -> dict:
+        """Grant a worker to one replica of an endpoint version, loaded and compiled: returns
+        ``{"lease", "worker" (the actor handle), "device", "compile_s"}``. Raises Busy when no worker
+        frees up within ``wait_s`` (nothing waits on an actor Ray cannot place).
+
+        ``spec``: endpoint, version, tier, tenant, gpu (None: a CPU worker), cpus, window (the
+        endpoint's scaledown window), wait_s, grow (ask Ray's autoscaler for room), data ([ObjectRef]
+        of the version's ``.lumi`` bytes).
+        """
+        self._ensure_started()
+        tier = spec.get("tier") or "api"
+        if tier not in self.tiers:
+            raise LumiError(f"unknown tier {tier!r}; tiers are {', '.join(self.tiers)}")
+        gpu = spec.get("gpu")
+        self._check_gpus(gpu)
+        lease = Lease(uuid.uuid4().hex[:12], spec["endpoint"], int(spec["version"]), tier,
+                      spec.get("tenant") or LOCAL_TENANT, DEVICE if gpu else CPU, float(spec.get("window", 60.0)))
+        ask = _Ask(lease, gpu, float(spec.get("cpus", 1.0)), asyncio.get_running_loop().create_future())
+        self.asks.append(ask)
+        self._dispatch()
+        if not ask.granted.done():
+            if lease.role == CPU and self._cpu_starting < sum(a.lease.role == CPU for a in self.asks):
+                asyncio.get_running_loop().create_task(self._start_cpu_worker(ask.cpus))
+            if spec.get("grow"):
+                self._ask_cluster_for_room()
+        while True:  # wait_s for a worker to free up, and as long as one that could take it is starting
+            try:
+                slot = await asyncio.wait_for(asyncio.shield(ask.granted), float(spec.get("wait_s", 5.0)))
+                break
+            except TimeoutError:
+                if ask.granted.done():  # granted just as the wait ran out
+                    slot = ask.granted.result()
+                    break
+                if not self.pool.starting(lease.role):
+                    self.asks.remove(ask)
+                    what = "GPU" if gpu else "CPU"
+                    raise Busy(f"no {what} worker is free for {lease.endpoint!r}: every one is running jobs or "
+                               "serving other endpoints; retry shortly", retry_after=LEASE_RETRY_AFTER_S) from None
+        try:
+            loaded = await slot.handle.hold.remote(lease.id, spec["data"][0])
+        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+            self._lose(slot)
+            raise Busy(f"the worker leased to {lease.endpoint!r} died while loading it; retry",
+                       retry_after=RETRY_AFTER_BOUNDS[0]) from None
+        except ray.exceptions.RayTaskError as e:
+            self._end_lease(slot)
+            raise (e.cause if isinstance(e.cause, LumiError) else LumiError(str(e.cause))) from None
+        return {"lease": lease.id, "worker": slot.handle, "device": slot.device, **loaded}
+
+    async def unlease(self, lease_id: str) -> None:
+        """Give a lease back (the autoscaler scaled the endpoint down, or it was deleted)."""
+        slot = next((s for s in self.pool.leased() if s.lease.id == lease_id), None)
+        if slot is not None:
+            self._end_lease(slot)
+
+    def _end_lease(self, slot: Slot) -> None:
+        self.pool.take_back(slot)
+        self._changed()
+        self._dispatch()
+
+    def _grant(self) -> None:
+        """Give free workers to waiting asks, oldest first (they are served before queued jobs)."""
+        for ask in list(self.asks):
+            if ask.granted.done():
+                self.asks.remove(ask)
+                continue
+            fits = [s for s in self.pool.lendable(ask.lease.role) if gpu_fits(ask.gpu, s)]
+            if not fits and not self._holds(ask.lease):  # only an endpoint with no lease takes one from another
+                rank = self.config.rank(ask.lease.tier)
+                fits = [s for s in self.pool.leased(ask.lease.role) if gpu_fits(ask.gpu, s)
+                        and self._reclaimable(s.lease, rank)]
+                for slot in fits[:1]:
+                    self.pool.take_back(slot)
+            if fits:
+                self.asks.remove(ask)
+                self.pool.lend(fits[0], ask.lease)
+                ask.granted.set_result(fits[0])
+
+    def _holds(self, lease: Lease) -> bool:
+        """Whether the endpoint version ``lease`` is asked for already holds a lease."""
+        return any((s.lease.endpoint, s.lease.version) == (lease.endpoint, lease.version) for s in self.pool.leased())
+
+    def _reclaimable(self, lease: Lease, rank) -> bool:
+        """A lease may be taken back for work of ``rank`` once idle for RECLAIM_IDLE_S if its tier ranks
+        at or below that work's, or for its endpoint's whole scaledown window if it ranks above; and
+        never within LEASE_MIN_S of its grant."""
+        patience = RECLAIM_IDLE_S if self.config.rank(lease.tier) <= rank else max(RECLAIM_IDLE_S, lease.window)
+        return lease.idle() >= patience and time.time() - lease.since >= LEASE_MIN_S
+
+    def _reclaim_for_jobs(self) -> None:
+        """Take back an idle lease when eligible jobs are queued and no device worker is free."""
+        backlog = [t for t, q in self.queues.items() if q]
+        if not backlog or self.pool.free():
+            return
+        rank = max(self.config.rank(t) for t in backlog)
+        heads = [self.queues[t][0] for t in backlog]
+        for slot in self.pool.leased(DEVICE):
+            if self._reclaimable(slot.lease, rank) and any(self._eligible(j, slot) for j in heads):
+                self.pool.take_back(slot)
+                self._changed()
+                return
+
+    async def _start_cpu_worker(self, cpus: float) -> None:
+        self._cpu_starting += 1
+        try:
+            await self.pool.start_cpu_worker(cpus)
+        finally:
+            self._cpu_starting -= 1
+        self._dispatch()
+
+    def _ask_cluster_for_room(self) -> None:
+        """On a cluster that can grow, ask Ray's autoscaler for every lease held or wanted."""
+        leases = [s.lease for s in self.pool.leased(None)] + [a.lease for a in self.asks]
+        bundles = [{"GPU": self.pool.worker_gpus} if lease.role == DEVICE else {"CPU": 1} for lease in leases]
+        with contextlib.suppress(Exception):  # a cluster without an autoscaler: nothing to ask
+            request_cluster_resources(bundles)
+
+    def _lose(self, slot: Slot) -> None:
+        """A worker died outside a job's watch (found by the stats refresh or a lease's load)."""
+        self.pool.mark_dead(slot)
+        if slot.role == DEVICE:
+            asyncio.get_running_loop().create_task(self._grow())
+        self._changed()
 
     # -- scheduling ---------------------------------------------------------------------------
     def _ensure_started(self) -> None:
@@ -253,20 +452,37 @@ class Dispatcher:
             asyncio.get_running_loop().create_task(self._refresh_forever())
 
     async def _grow(self) -> None:
-        while len(self.pool.live()) < self.pool.wanted():
-            if not await self.pool.grow():
-                await asyncio.sleep(1.0)
-            self._dispatch()
+        if self._growing:
+            return
+        self._growing = True
+        try:
+            while len(self.pool.live()) < self.pool.wanted():
+                if not await self.pool.grow():
+                    await asyncio.sleep(1.0)
+                self._dispatch()
+        finally:
+            self._growing = False
 
     async def _refresh_forever(self) -> None:
         while True:
             await asyncio.sleep(STATS_PERIOD_S)
-            await self.pool.refresh()
+            for slot in await self.pool.refresh():
+                if not slot.running:  # a job's own watcher hands back what a dead worker ran
+                    self._lose(slot)
+            now = time.monotonic()
+            for slot in self.pool.lendable(CPU):
+                if now - slot.free_since > CPU_WORKER_KEEP_S:
+                    self.pool.retire(slot)
+            if len(self.pool.live()) < self.pool.wanted():
+                asyncio.get_running_loop().create_task(self._grow())
+            self._dispatch()
 
     def _eligible(self, job: _Job, slot: Slot) -> bool:
-        return job.gpu is None or slot.fallback or job.gpu.upper() in slot.device.upper()
+        return gpu_fits(job.gpu, slot)
 
     def _dispatch(self) -> None:
+        self._grant()
+        self._reclaim_for_jobs()
         progressed = True
         while progressed:
             progressed = False
@@ -281,7 +497,7 @@ class Dispatcher:
         job.state, job.started_at, job.worker, job.device = "running", self._last_start, slot.id, slot.device
         job.attempts += 1
         self.pool.occupy(slot, job.id)
-        job.refs = tuple(slot.handle.run_job.remote(job.kind, job.program, *job.args))
+        job.refs = tuple(slot.handle.run_job.remote(job.kind, job.program, *job.args, tenant=job.tenant))
         self._changed()
         asyncio.get_running_loop().create_task(self._watch(job, slot, job.refs))
 
@@ -311,12 +527,12 @@ class Dispatcher:
         if job.state != "cancelled":
             job.state = "failed" if reading.get("error") else "done"
             job.error = reading.get("error")
-            job.result = result_ref
+            job.result, job.value = result_ref, reading.get("value")
             job.finished_at = time.time()
             self.counts[job.state] += 1
             job.finished.set()
+            self._prune(job)
         self._changed()
-        self._prune()
 
     def _worker_lost(self, job: _Job, slot: Slot, error: Exception) -> None:
         retiring = slot.retiring
@@ -342,6 +558,7 @@ class Dispatcher:
         job.program, job.args = None, []
         self.counts["failed"] += 1
         job.finished.set()
+        self._prune(job)
         self._changed()
 
     async def cancel(self, job_id: str) -> dict:
@@ -357,6 +574,7 @@ class Dispatcher:
         job.state, job.finished_at = "cancelled", time.time()
         self.counts["cancelled"] += 1
         job.finished.set()
+        self._prune(job)
         self._changed()
         return self._public(job)
 
@@ -382,20 +600,23 @@ class Dispatcher:
     def _changed(self) -> None:
         self._order = None
 
-    def _positions(self) -> dict[str, int]:
-        """1-based places in the order DRR would dispatch the current queues."""
+    def _positions(self) -> dict[str, tuple[int, int]]:
+        """Each queued job's 1-based place in the order DRR would dispatch the current queues, overall
+        and within its tier (computed when asked for, once per change of the queues)."""
         if self._order is None:
-            drr, queues = self.drr.copy(), {t: deque(q) for t, q in self.queues.items()}
-            order = []
+            drr, queues = self.drr.copy(), {t: q.copy() for t, q in self.queues.items()}
+            in_tier = dict.fromkeys(self.queues, 0)
+            order = {}
             while (job := drr.pick(queues)) is not None:
-                order.append(job.id)
+                in_tier[job.tier] += 1
+                order[job.id] = (len(order) + 1, in_tier[job.tier])
             self._order = order
-        return {job_id: i + 1 for i, job_id in enumerate(self._order)}
+        return self._order
 
     def _public(self, job: _Job) -> dict:
         if job.state != "queued":
             return job.public()
-        return job.public(self._positions().get(job.id), self.queues[job.tier].index(job) + 1)
+        return job.public(*self._positions().get(job.id, (None, None)))
 
     def _job(self, job_id: str) -> _Job:
         try:
@@ -403,10 +624,11 @@ class Dispatcher:
         except KeyError:
             raise LumiError(f"no job {job_id!r} (finished jobs are kept for the last {KEEP_FINISHED})") from None
 
-    def _prune(self) -> None:
-        finished = [j for j in self.jobs.values() if j.state in FINAL]
-        for job in finished[: max(0, len(finished) - KEEP_FINISHED)]:
-            del self.jobs[job.id]
+    def _prune(self, job: _Job) -> None:
+        """Remember ``job`` as finished; forget the oldest finished ones past KEEP_FINISHED."""
+        self.finished.append(job.id)
+        while len(self.finished) > KEEP_FINISHED:
+            self.jobs.pop(self.finished.popleft(), None)
 
     async def status(self, job_id: str) -> dict:
         return self._public(self._job(job_id))
@@ -415,7 +637,7 @@ class Dispatcher:
         """A job and the worker running it (device, utilization), for live displays."""
         job = self._job(job_id)
         slot = self.pool.slots.get(job.worker) if job.worker else None
-        return {"job": self._public(job), "worker": slot.snapshot() if slot else None,
+        return {"job": self._public(job), "worker": slot.snapshot(self._running()) if slot else None,
                 "price": self.config.price(job.device or ("CPU" if self.pool.fallback() else "GPU"))}
 
     async def wait(self, job_id: str) -> dict:
@@ -423,15 +645,22 @@ class Dispatcher:
         job = self._job(job_id)
         await job.finished.wait()
         result, job.result = job.result, None
-        return {"job": self._public(job), "result": None if result is None else [result]}
+        value, job.value = job.value, None
+        return {"job": self._public(job), "result": None if result is None else [result], "value": value}
 
     async def jobs(self, limit: int = 200) -> list[dict]:
         return [self._public(j) for j in list(self.jobs.values())[::-1][:limit]]
 
+    def _running(self) -> dict[str, dict]:
+        """Tier, tenant and label of every running job, for the workers' ``doing``."""
+        return {j.id: {"tier": j.tier, "tenant": j.tenant, "label": j.label}
+                for s in self.pool.ready() for j in map(self.jobs.get, s.running) if j is not None}
+
     async def cluster(self) -> dict:
         self._ensure_started()
         depth = {t: len(q) for t, q in self.queues.items()}
-        return {"workers": self.pool.snapshot(), "queue": depth, "queue_cap": self.config.queue_cap,
+        return {"workers": self.pool.snapshot(self._running()), "queue": depth, "queue_cap": self.config.queue_cap,
+                "leases": [s.lease.public() for s in self.pool.leased(None)], "pending_leases": len(self.asks),
                 "tiers": {t: {"weight": x.weight, "cap": x.cap} for t, x in self.tiers.items()},
                 "fallback": self.pool.fallback(), "dispatch_limit": self.config.dispatch_limit,
                 "tokens": len(self.tokens)}
@@ -460,5 +689,4 @@ def get_dispatcher():
 
     The creator's ``LUMI_*`` environment variables configure it; racing creators get the same actor.
     """
-    env = {k: v for k, v in os.environ.items() if k.startswith("LUMI_")}
-    return start_dispatcher(NAME, env=env, detached=True)
+    return start_dispatcher(NAME, env=lumi_environment(), detached=True)

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from ..errors import LumiError
-from .config import load_config
+from .config import load_config, setting
 
 RECORD = "backend.json"
 START_TIMEOUT_S = 180.0
@@ -201,9 +201,10 @@ def resources() -> tuple[int, float]:
     devices or, without any, logical GPUs so that GPU-shaped workers schedule (and run the CPU fallback)."""
     from .cluster import cuda_device_count
 
-    cpus = int(os.environ.get("LUMI_HEAD_CPUS") or os.cpu_count() or 1)
-    gpus = float(os.environ.get("LUMI_HEAD_GPUS") or cuda_device_count() or EMBEDDED_LOGICAL_GPUS)
-    return cpus, gpus
+    gpus = setting("LUMI_HEAD_GPUS")
+    if gpus is None:
+        gpus = float(cuda_device_count() or EMBEDDED_LOGICAL_GPUS)
+    return setting("LUMI_HEAD_CPUS"), gpus
 
 
 def _serve() -> None:
@@ -217,7 +218,7 @@ def _serve() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     cpus, gpus = resources()
     ray.init(address="local", num_cpus=cpus, num_gpus=gpus, include_dashboard=False, namespace=NAMESPACE,
-             object_store_memory=int(os.environ.get("LUMI_OBJECT_STORE_BYTES", 200 << 20)),
+             object_store_memory=setting("LUMI_OBJECT_STORE_BYTES"),
              _temp_dir=ray_temp_dir(), logging_level=logging.WARNING, log_to_driver=False)
     try:
         get_dispatcher()

@@ -51,14 +51,22 @@ class Record:
     job_id: str | None
 
 
+@dataclass
+class _Usage:
+    gpu_seconds: float = 0.0
+    cost: float = 0.0
+    runs: int = 0
+
+
 class Ledger:
-    """Exact running totals by tenant, tier and endpoint, plus the most recent records."""
+    """Exact running totals by tenant, tier, endpoint and (endpoint, tenant), plus the most recent records."""
 
     def __init__(self, keep: int = 10_000):
         self.total = 0.0
         self.by_tenant: dict[str, float] = {}
         self.by_tier: dict[str, float] = {}
         self.by_endpoint: dict[str, float] = {}
+        self.endpoint_use: dict[tuple[str, str], _Usage] = {}
         self.records: deque[Record] = deque(maxlen=keep)
 
     def add(self, tenant: str, tier: str, device: str, seconds: float, price: float,
@@ -70,6 +78,8 @@ class Ledger:
         self.by_tier[tier] = self.by_tier.get(tier, 0.0) + record.cost
         if endpoint is not None:
             self.by_endpoint[endpoint] = self.by_endpoint.get(endpoint, 0.0) + record.cost
+            use = self.endpoint_use.setdefault((endpoint, tenant), _Usage())
+            use.gpu_seconds, use.cost, use.runs = use.gpu_seconds + seconds, use.cost + record.cost, use.runs + 1
         return record
 
     def snapshot(self, limit: int | None = None) -> dict:
@@ -79,5 +89,6 @@ class Ledger:
             "by_tenant": dict(self.by_tenant),
             "by_tier": dict(self.by_tier),
             "by_endpoint": dict(self.by_endpoint),
+            "endpoints": [{"endpoint": e, "tenant": t, **asdict(u)} for (e, t), u in sorted(self.endpoint_use.items())],
             "records": [asdict(r) for r in records],
         }

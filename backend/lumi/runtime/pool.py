@@ -1,10 +1,13 @@
-"""The worker actors one dispatcher owns: starting them, their slots, health and utilization."""
+"""The one pool of worker actors a dispatcher owns: starting them, their slots, leases, health and
+utilization. Device workers (one per GPU slot) run jobs and GPU endpoints; CPU workers start on
+demand for CPU-only endpoints. An endpoint version's replicas are leases on these workers."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import ray
 
@@ -12,6 +15,35 @@ from .utilization import BUSY_FRACTION
 from .worker import Worker
 
 FALLBACK_WORKERS = 2  # CPU-fallback workers share the host's cores: more than two rarely helps
+START_TIMEOUT_S = 60.0  # a worker Ray has not placed by then is given up (and killed), not waited on
+DEVICE, CPU = "device", "cpu"
+
+
+@dataclass
+class Lease:
+    """One replica of an endpoint version: a worker granted to it until given back or reclaimed."""
+
+    id: str
+    endpoint: str
+    version: int
+    tier: str
+    tenant: str
+    role: str  # device | cpu
+    window: float  # the endpoint's scaledown window: how long a lease of a higher tier stays while idle
+    worker: str = ""
+    since: float = field(default_factory=time.time)
+    batches: int = 0
+    gpu_seconds: float = 0.0
+    idle_for: float = 0.0
+    seen_at: float = field(default_factory=time.monotonic)  # when batches and idle_for were last read
+
+    def idle(self) -> float:
+        """Seconds since the lease last ran a batch (as of the worker's last report)."""
+        return self.idle_for + time.monotonic() - self.seen_at
+
+    def public(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k not in ("seen_at", "window", "idle_for")} | \
+            {"idle_for": self.idle()}
 
 
 @dataclass
@@ -20,23 +52,49 @@ class Slot:
 
     id: str
     handle: object
-    state: str = "starting"  # starting | idle | busy | dead
+    role: str = DEVICE
+    state: str = "starting"  # starting | idle | busy | leased | dead
     host: str = ""
     device: str = ""
     target: str = ""
     fallback: bool = True
     running: set[str] = field(default_factory=set)
+    lease: Lease | None = None
+    free_since: float = field(default_factory=time.monotonic)
     stats: dict = field(default_factory=lambda: {"utilization": 0.0, "utilization_source": BUSY_FRACTION,
                                                  "memory_used": None, "memory_total": None})
     retiring: bool = False  # killed on purpose (a cancel or a resize): its jobs go back without a charged attempt
 
-    def snapshot(self) -> dict:
-        return {"id": self.id, "host": self.host, "device": self.device, "target": self.target,
-                "fallback": self.fallback, **self.stats, "running": len(self.running), "state": self.state}
+    def doing(self, jobs: dict) -> dict:
+        """What the worker does now; ``jobs`` maps the ids it runs to their tier, tenant and label."""
+        if self.state == "dead":
+            return {"kind": "dead"}
+        if self.lease is not None:
+            keys = ("endpoint", "version", "tier", "tenant", "since", "batches", "gpu_seconds")
+            return {"kind": "serving", **{k: getattr(self.lease, k) for k in keys}}
+        for job_id in sorted(self.running):
+            return {"kind": "job", "job": job_id, **jobs.get(job_id, {})}
+        return {"kind": "idle"}
+
+    def snapshot(self, jobs: dict) -> dict:
+        doing = self.doing(jobs)
+        return {"id": self.id, "role": self.role, "host": self.host, "device": self.device, "target": self.target,
+                "fallback": self.fallback, **{k: v for k, v in self.stats.items() if k != "lease"},
+                "running": len(self.running), "state": self.state, "doing": doing, "activity": activity(doing)}
+
+
+def activity(doing: dict) -> str:
+    """One line for people: idle, job 3f2a91c0 (api, acme), serving mnist v3 since 12:01:07 (41 batches)."""
+    if doing["kind"] == "job":
+        return f"job {doing['job']} ({doing.get('tier', '?')}, {doing.get('tenant', '?')})"
+    if doing["kind"] == "serving":
+        since = time.strftime("%H:%M:%S", time.localtime(doing["since"]))
+        return f"serving {doing['endpoint']} v{doing['version']} since {since} ({doing['batches']} batches)"
+    return doing["kind"]
 
 
 class Pool:
-    """Worker actors under a dispatch limit; ``target`` workers are kept alive, dead ones replaced."""
+    """Worker actors under a dispatch limit; ``target`` device workers are kept alive, dead ones replaced."""
 
     def __init__(self, dispatch_limit: int, worker_gpus: float, target: int | None):
         self.dispatch_limit = dispatch_limit
@@ -45,47 +103,71 @@ class Pool:
         self.slots: dict[str, Slot] = {}
         self.dead: list[Slot] = []
 
-    def live(self) -> list[Slot]:
-        return [s for s in self.slots.values() if s.state != "dead"]
+    def live(self, role: str | None = DEVICE) -> list[Slot]:
+        return [s for s in self.slots.values() if s.state != "dead" and role in (None, s.role)]
 
-    def ready(self) -> list[Slot]:
-        return [s for s in self.slots.values() if s.state in ("idle", "busy")]
+    def ready(self, role: str | None = DEVICE) -> list[Slot]:
+        return [s for s in self.slots.values() if s.state in ("idle", "busy", "leased") and role in (None, s.role)]
+
+    def starting(self, role: str) -> list[Slot]:
+        return [s for s in self.slots.values() if s.state == "starting" and s.role == role]
 
     def free(self) -> list[Slot]:
-        """Ready workers below the dispatch limit, least loaded first."""
-        return sorted((s for s in self.ready() if len(s.running) < self.dispatch_limit), key=lambda s: len(s.running))
+        """Device workers that may take a job (ready, not leased, below the dispatch limit), least loaded first."""
+        return sorted((s for s in self.ready() if s.lease is None and len(s.running) < self.dispatch_limit),
+                      key=lambda s: len(s.running))
+
+    def lendable(self, role: str) -> list[Slot]:
+        """Workers of ``role`` that may be leased now: ready, running nothing, leased to nobody."""
+        return [s for s in self.ready(role) if s.lease is None and not s.running]
+
+    def leased(self, role: str | None = None) -> list[Slot]:
+        return [s for s in self.ready(role) if s.lease is not None]
 
     def fallback(self) -> bool:
         ready = self.ready()
         return not ready or all(s.fallback for s in ready)
 
+    def has_gpus(self) -> bool:
+        return ray.cluster_resources().get("GPU", 0) >= self.worker_gpus
+
     def wanted(self) -> int:
+        """Device workers wanted: ``target``, else one per GPU slot (at most two on the CPU fallback)."""
         if self.target is not None:
             return self.target
         slots = int(ray.cluster_resources().get("GPU", 0) / self.worker_gpus) or 1
         return min(slots, FALLBACK_WORKERS) if self.fallback() else slots
 
+    def _spawn(self, role: str, options: dict) -> Slot:
+        name = f"lumi-{'worker' if role == DEVICE else 'cpu-worker'}-{uuid.uuid4().hex[:8]}"
+        slot = self.slots[name] = Slot(name, Worker.options(name=name, **options).remote(), role=role)
+        return slot
+
+    async def _ready(self, slot: Slot) -> Slot | None:
+        try:
+            info = await asyncio.wait_for(slot.handle.info.remote(), START_TIMEOUT_S)
+        except Exception:  # it died starting, or Ray could not place it in time
+            self.kill(slot)
+            self.mark_dead(slot)
+            return None
+        slot.host, slot.device, slot.target = info["host"], info["device"], info["target"]
+        slot.fallback, slot.state = info["fallback"], "idle"
+        return slot
+
     async def grow(self) -> list[Slot]:
-        """Start workers up to the wanted number and wait for them; returns those that came up."""
-        new = []
+        """Start device workers up to the wanted number and wait for them; returns those that came up."""
         # A cluster without GPU slots (a plain `ray start`, a CPU-only KubeRay) gets CPU-fallback
         # workers; asking for a GPU there would leave the worker, and every job, waiting forever.
-        has_gpus = ray.cluster_resources().get("GPU", 0) >= self.worker_gpus
-        for _ in range(self.wanted() - len(self.live())):
-            name = f"lumi-worker-{uuid.uuid4().hex[:8]}"
-            slot = Slot(name, Worker.options(name=name, num_gpus=self.worker_gpus if has_gpus else 0).remote())
-            self.slots[name] = slot
-            new.append(slot)
-        infos = await asyncio.gather(*(s.handle.info.remote() for s in new), return_exceptions=True)
-        up = []
-        for slot, info in zip(new, infos):
-            if isinstance(info, BaseException):
-                self.mark_dead(slot)
-                continue
-            slot.host, slot.device, slot.target = info["host"], info["device"], info["target"]
-            slot.fallback, slot.state = info["fallback"], "idle"
-            up.append(slot)
-        return up
+        options = {"num_gpus": self.worker_gpus if self.has_gpus() else 0}
+        new = [self._spawn(DEVICE, options) for _ in range(self.wanted() - len(self.live()))]
+        return [s for s in await asyncio.gather(*map(self._ready, new)) if s is not None]
+
+    async def start_cpu_worker(self, cpus: float) -> Slot | None:
+        """A worker for CPU endpoints, when the cluster has ``cpus`` free now (None otherwise: no waiting
+        on an actor that Ray cannot place)."""
+        if ray.available_resources().get("CPU", 0) < cpus:
+            return None
+        return await self._ready(self._spawn(CPU, {"num_gpus": 0, "num_cpus": cpus}))
 
     def occupy(self, slot: Slot, job_id: str) -> None:
         slot.running.add(job_id)
@@ -95,26 +177,54 @@ class Pool:
         slot.running.discard(job_id)
         if slot.state == "busy" and not slot.running:
             slot.state = "idle"
+            slot.free_since = time.monotonic()
+
+    def lend(self, slot: Slot, lease: Lease) -> None:
+        lease.worker = slot.id
+        slot.lease, slot.state = lease, "leased"
+
+    def take_back(self, slot: Slot) -> Lease | None:
+        """End the slot's lease (the worker is told to drop it); returns the lease."""
+        lease, slot.lease = slot.lease, None
+        if lease is not None and slot.state != "dead":
+            slot.handle.drop.remote(lease.id)
+            slot.state, slot.free_since = ("busy" if slot.running else "idle"), time.monotonic()
+        return lease
 
     def mark_dead(self, slot: Slot) -> None:
         if slot.state != "dead":
             slot.state = "dead"
+            slot.lease = None
             self.slots.pop(slot.id, None)
             self.dead = [*self.dead[-15:], slot]
+
+    def retire(self, slot: Slot) -> None:
+        """Stop a worker nobody needs (an idle CPU worker); it is not listed among the dead."""
+        slot.state = "dead"
+        self.slots.pop(slot.id, None)
+        self.kill(slot)
 
     def kill(self, slot: Slot) -> None:
         """Kill a worker on purpose; what it held is handed back by the dispatcher's watchers."""
         slot.retiring = True
         ray.kill(slot.handle, no_restart=True)
 
-    async def refresh(self) -> None:
-        """Fetch each ready worker's utilization and memory."""
-        ready = self.ready()
+    async def refresh(self) -> list[Slot]:
+        """Fetch each ready worker's utilization, memory and lease counters; returns workers found dead."""
+        ready = self.ready(None)
         stats = await asyncio.gather(*(s.handle.stats.remote() for s in ready), return_exceptions=True)
+        lost = []
         for slot, stat in zip(ready, stats):
-            if not isinstance(stat, BaseException):
+            if isinstance(stat, (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)):
+                lost.append(slot)
+            elif not isinstance(stat, BaseException):
                 slot.stats = stat
+                held = stat.get("lease")
+                if slot.lease is not None and held is not None and held["id"] == slot.lease.id:
+                    slot.lease.batches, slot.lease.gpu_seconds = held["batches"], held["gpu_seconds"]
+                    slot.lease.idle_for, slot.lease.seen_at = held["idle_for"], time.monotonic()
+        return lost
 
-    def snapshot(self) -> list[dict]:
+    def snapshot(self, jobs: dict) -> list[dict]:
         """Workers that are up, then recently dead ones (those still starting are left out)."""
-        return [s.snapshot() for s in [*self.ready(), *self.dead]]
+        return [s.snapshot(jobs) for s in [*self.ready(None), *self.dead]]

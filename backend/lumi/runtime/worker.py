@@ -1,29 +1,50 @@
-"""A GPU worker actor: runs graphs (and plain Python cells) on its device and meters each run."""
+"""The device actor: the only Ray actor that runs work. It runs jobs, and holds endpoint versions
+it is leased to warm (compiled plans), running their batches; every run is metered by one path."""
 
 from __future__ import annotations
 
 import os
 import socket
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import ray
 
-from ..errors import ExecutionError, LumiError
-from .execute import default_target, execute
+from ..errors import ExecutionError, LeaseRevoked, LumiError
+from ..graph.fileformat import loads
+from ..graph.ir import Graph
+from .config import LOCAL_TENANT
+from .execute import default_target, execute, plan_for
 from .python_cell import run_cell
 from .utilization import BusyMeter, device_name, sample
 
 __all__ = ["Worker", "device_name"]
 
+INLINE_BYTES = 64 << 10
 
-@ray.remote(num_gpus=1, num_cpus=0, max_restarts=0, concurrency_groups={"control": 1})
+
+@dataclass
+class _Held:
+    """An endpoint version this worker is leased to, and what it has run for it."""
+
+    lease: str
+    graph: Graph
+    batches: int = 0
+    seconds: float = 0.0
+    last_used: float = 0.0
+
+
+@ray.remote(num_gpus=1, num_cpus=0, max_restarts=0, concurrency_groups={"control": 1, "lease": 1})
 class Worker:
-    """Runs one job at a time; ``info`` and ``stats`` answer from a separate thread meanwhile."""
+    """Runs one job or batch at a time; ``info``, ``stats`` and ``drop`` answer from a separate thread
+    meanwhile, and ``hold`` compiles from another (it is only sent to a worker with nothing running)."""
 
     def __init__(self):
         self.device = device_name()
         self.host = socket.gethostname()
         self.meter = BusyMeter()
+        self.held: _Held | None = None
 
     @ray.method(concurrency_group="control")
     def info(self) -> dict:
@@ -32,22 +53,34 @@ class Worker:
 
     @ray.method(concurrency_group="control")
     def stats(self) -> dict:
-        return sample(self.meter, self.device)
+        held = self.held
+        lease = None if held is None else {"id": held.lease, "batches": held.batches, "gpu_seconds": held.seconds,
+                                           "idle_for": time.monotonic() - held.last_used}
+        return {**sample(self.meter, self.device), "lease": lease}
 
-    @ray.method(num_returns=2)
-    def run_job(self, kind: str, program, *args):
-        """Run a job; return ``(meter reading, result)`` so the scheduler sees only the small part.
+    @ray.method(concurrency_group="lease")
+    def hold(self, lease: str, data: bytes) -> dict:
+        """Take a lease on an endpoint version (its ``.lumi`` bytes, verified by the model store):
+        load and compile it now, so the first batch runs warm. Replaces any lease held before."""
+        graph = loads(data)
+        start = time.perf_counter()
+        plan_for(graph)
+        self.held = _Held(lease, graph, last_used=time.monotonic())
+        return {"compile_s": time.perf_counter() - start, "device": self.device}
 
-        ``kind`` "graph": ``program`` is a Graph and ``args`` its input arrays; the result is the
-        list of outputs. ``kind`` "python": ``program`` is ``(source, output names)`` and ``args``
-        holds the inputs dict; the result is the dict of outputs. A failure comes back as the
-        exception in place of the result (and its message in the reading), so the run is still metered.
-        """
+    @ray.method(concurrency_group="control")
+    def drop(self, lease: str) -> None:
+        """Give up ``lease`` (batches that arrive for it afterwards raise LeaseRevoked)."""
+        if self.held is not None and self.held.lease == lease:
+            self.held = None
+
+    def _metered(self, work: Callable[[], object]) -> tuple[dict, object]:
+        """Run ``work`` under the busy meter: ``(reading, result)``; a failure is the result, still metered."""
         self.meter.start()
         start = time.perf_counter()
         error = None
         try:
-            result = execute(program, args) if kind == "graph" else run_cell(program[0], args[0], program[1])
+            result = work()
         except LumiError as e:
             result = error = e
         except Exception as e:
@@ -57,3 +90,35 @@ class Worker:
         reading = {"seconds": seconds, "device": self.device, "target": default_target(),
                    "error": None if error is None else str(error)}
         return reading, result
+
+    @ray.method(num_returns=2)
+    def run_job(self, kind: str, program, *args, tenant: str = LOCAL_TENANT):
+        """Run a job; return ``(meter reading, result)`` so the scheduler sees only the small part.
+
+        ``kind`` "graph": ``program`` is a Graph and ``args`` its input arrays; the result is the
+        list of outputs (also in the reading as ``value`` when at most INLINE_BYTES).
+        ``kind`` "python": ``program`` is ``(source, output names)`` and ``args``
+        holds the inputs dict; the result is the dict of outputs. A failure comes back as the
+        exception in place of the result (and its message in the reading), so the run is still metered.
+        While it runs, ``LUMI_TENANT`` is the job's tenant: the stores it opens are that tenant's.
+        """
+        os.environ["LUMI_TENANT"] = tenant  # jobs run one at a time on this thread
+        if kind != "graph":
+            return self._metered(lambda: run_cell(program[0], args[0], program[1]))
+        reading, result = self._metered(lambda: execute(program, args))
+        if isinstance(result, list) and sum(a.nbytes for a in result) <= INLINE_BYTES:
+            reading["value"] = result  # small: it travels with the reading, saving the waiter a fetch
+        return reading, result
+
+    def run_batch(self, lease: str, arrays: list) -> tuple[dict, list]:
+        """Run one batch of the leased endpoint version: ``(meter reading, outputs)``; raises what failed."""
+        held = self.held
+        if held is None or held.lease != lease:
+            raise LeaseRevoked(f"lease {lease} was reclaimed by the dispatcher; ask for a new one")
+        reading, outputs = self._metered(lambda: execute(held.graph, arrays))
+        held.batches += 1
+        held.seconds += reading["seconds"]
+        held.last_used = time.monotonic()
+        if isinstance(outputs, BaseException):
+            raise outputs
+        return reading, outputs

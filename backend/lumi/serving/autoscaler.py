@@ -2,9 +2,9 @@
 
 Like Ray Serve and Modal: scale up at once (several replicas in one step under a burst), scale
 down only after the load has stayed lower for ``scaledown_window`` seconds, down to
-``min_replicas`` (zero by default: serverless). On a real Ray cluster the wanted replicas are
-also requested from Ray's autoscaler (:func:`ray.autoscaler.sdk.request_resources`) so GPU
-nodes start before the replicas queue for them.
+``min_replicas`` (zero by default: serverless). Replicas are leases on the dispatcher's workers;
+on a real Ray cluster the dispatcher asks Ray's autoscaler for the leases it cannot grant
+(:func:`lumi.runtime.cluster.request_cluster_resources`).
 """
 
 from __future__ import annotations
@@ -58,10 +58,3 @@ class Autoscaler:
             self._low_since = None
             return want
         return load.replicas
-
-
-def request_cluster_resources(bundles: list[dict]) -> None:
-    """Ask Ray's autoscaler for these resource bundles (only meaningful on an autoscaling cluster)."""
-    from ray.autoscaler.sdk import request_resources
-
-    request_resources(bundles=bundles)

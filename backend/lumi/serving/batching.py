@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import LumiError
 from ..graph.interpret import describe
 from ..graph.ir import Graph
 
@@ -155,7 +156,8 @@ class Batcher:
 
     ``acquire()`` waits for a replica able to take a batch and returns a ``run(arrays)``
     coroutine function plus a ``done()`` callback; the batcher gathers while it waits, so
-    batches grow when replicas are busy.
+    batches grow when replicas are busy. When ``acquire()`` raises a LumiError (no replica to be
+    had), the requests waiting then fail with it.
     """
 
     def __init__(self, plan: BatchPlan, acquire: Callable[[], Awaitable[tuple[Runner, Callable[[], None]]]],
@@ -199,9 +201,12 @@ class Batcher:
     def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
+        self._fail_queued(asyncio.CancelledError())
+
+    def _fail_queued(self, error: BaseException) -> None:
         for r in self.queue:
             if not r.future.done():
-                r.future.set_exception(asyncio.CancelledError())
+                r.future.set_exception(error)
         self.queue.clear()
 
     # -- the loop -----------------------------------------------------------------------------
@@ -210,7 +215,11 @@ class Batcher:
             while not self.queue:
                 self._wake.clear()
                 await self._wake.wait()
-            run, done = await self.acquire()
+            try:
+                run, done = await self.acquire()
+            except LumiError as e:  # no replica to be had (a full cluster): the waiting requests get the reason
+                self._fail_queued(e)
+                continue
             batch = await self._gather()
             if not batch:
                 done()

@@ -9,10 +9,9 @@ import numpy as np
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
-from ..errors import Busy, LumiError, ShapeError
+from ..errors import Busy, LumiError, NotFound, ShapeError
 from ..graph.fileformat import dumps
 from ..graph.ir import Graph
-from .store import NotFound
 
 TIMEOUT_S = 120.0
 

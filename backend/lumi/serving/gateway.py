@@ -7,6 +7,11 @@ Every ``/v1`` route and the ``/v2/models`` routes need ``Authorization: Bearer <
 answer 404 like missing ones; bodies are pydantic models (422), checked for size and nesting before
 parsing; errors never name server paths (docs/security.md). :func:`ensure_gateway` starts the gateway
 if needed and writes ``$LUMI_HOME/gateway.json`` (0600) = ``{"url", "key", "key_file"}``.
+
+In this module, top to bottom: body and error helpers, the auth dependency (``Auth``) and the service
+dependency (``Served``: the :class:`Service` in ``app.state``), the ``v1`` router (endpoints, inference,
+jobs, cluster, costs), the ``v2`` router (the Open Inference Protocol), :func:`create_app` (state,
+exception handlers, the OpenAPI document, both routers), then the actor and :func:`ensure_gateway`.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Annotated, TypeVar
 
 import httpx
 import ray
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
@@ -31,18 +36,18 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
-from ..errors import Busy, ExecutionError, LumiError, QuotaExceeded, TooLarge
+from ..errors import Busy, ExecutionError, Forbidden, LumiError, NotFound, QuotaExceeded, TamperedModel, TooLarge
 from ..graph.fileformat import parse_json
 from ..runtime.cluster import NAMESPACE, ensure_connected
-from ..runtime.config import load_config
+from ..runtime.config import SETTINGS, load_config, lumi_environment, setting
 from ..version import __version__
 from . import codec
 from .keys import Key, Keyring, admin_key, keys_path, write_private
-from .service import Forbidden, Service
-from .store import ModelStore, NotFound, TamperedModel
+from .service import Service
+from .store import ModelStore
 
 ACTOR_NAME = "lumi-gateway"
-MAX_BODY_BYTES = 16 << 20
+MAX_BODY_BYTES = SETTINGS["LUMI_MAX_BODY_BYTES"].default
 MAX_MODEL_BYTES = 2 << 30
 MAX_CONTROL_BYTES = 64 << 10  # rollback and scale bodies
 AUTH_FAILURES = (20, 60.0)  # wrong keys allowed per client address per window (seconds)
@@ -137,31 +142,267 @@ async def _auth(request: Request,
 Auth = Annotated[Key, Depends(_auth)]
 
 
+def get_service(request: Request) -> Service:
+    """The :class:`Service` that :func:`create_app` put in ``app.state``: every route's one way to it."""
+    return request.app.state.service
+
+
+Served = Annotated[Service, Depends(get_service)]
+
+
+# -- /v1 endpoints ---------------------------------------------------------------------------------
+v1 = APIRouter(prefix="/v1")
+
+
+@v1.get("/endpoints", tags=["endpoints"])
+async def list_endpoints(key: Auth, service: Served) -> list[dict]:
+    return [service.describe(r) for r in service.records(key)]
+
+
+@v1.get("/endpoints/{name}", tags=["endpoints"])
+async def get_endpoint(name: str, key: Auth, service: Served) -> dict:
+    return service.describe(service.record(name, key))
+
+
+@v1.put("/endpoints/{name}", tags=["endpoints"], openapi_extra={"requestBody": {"required": True, "content": {
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
+async def deploy(name: str, request: Request, key: Auth, service: Served,
+                 gpu: Annotated[str | None, Query(max_length=32)] = None,
+                 min_replicas: Annotated[int | None, Query(ge=0, le=1024)] = None,
+                 max_replicas: Annotated[int | None, Query(ge=1, le=1024)] = None,
+                 max_batch: Annotated[int | None, Query(ge=1, le=65536)] = None,
+                 max_wait_ms: Annotated[float | None, Query(ge=0, le=60_000, allow_inf_nan=False)] = None,
+                 scaledown_window: Annotated[float | None, Query(ge=0, le=7 * 86400, allow_inf_nan=False)] = None,
+                 tier: Annotated[str | None, Query(max_length=64)] = None) -> dict:
+    """Deploy a `.lumi` file (the body) as a new version of `name`, or reactivate an identical one.
+    `tier` may be the key's own tier or a lower one (any for an admin key)."""
+    if tier is not None:
+        load_config().tier(tier)
+    data = await _body(request, MAX_MODEL_BYTES)
+    options = dict(gpu=gpu, min_replicas=min_replicas, max_replicas=max_replicas, max_batch=max_batch,
+                   max_wait_ms=max_wait_ms, scaledown_window=scaledown_window, tier=tier)
+    return service.deploy(name, data, key, {k: v for k, v in options.items() if v is not None})
+
+
+@v1.post("/endpoints/{name}/rollback", tags=["endpoints"],
+         openapi_extra=_json_schema(codec.RollbackRequest, required=False))
+async def rollback(name: str, request: Request, key: Auth, service: Served) -> dict:
+    """Make a version active (body `{"version": n}`; default: the one before the active version)."""
+    body = await _json_body(request, codec.RollbackRequest, optional=True)
+    return service.rollback(name, key, body.version)
+
+
+@v1.post("/endpoints/{name}/scale", tags=["endpoints"], openapi_extra=_json_schema(codec.ScaleRequest))
+async def scale(name: str, request: Request, key: Auth, service: Served) -> dict:
+    """Set the replica count now (body `{"replicas": n}`); the autoscaler carries on from there."""
+    body = await _json_body(request, codec.ScaleRequest)
+    return service.scale(name, key, body.replicas)
+
+
+@v1.delete("/endpoints/{name}", tags=["endpoints"])
+async def delete(name: str, key: Auth, service: Served) -> dict:
+    service.delete(name, key)
+    return {"deleted": name}
+
+
+async def _infer_v1(service: Service, name: str, request: Request, key: Key, version: int | None) -> Response:
+    data = await _body(request, request.app.state.max_body)
+    live = service.resolve(name, key, version)
+    binary = codec.is_safetensors(request.headers.get("content-type"))
+    arrays = codec.decode_safetensors(data, live.graph) if binary else codec.decode_json(data, live.graph)
+    result = await service.infer(live, key, arrays)
+    headers = {"X-Lumi-Version": str(live.version["version"]), "X-Lumi-Batch-Requests":
+               str(result.batch_requests)}
+    if binary or codec.is_safetensors(request.headers.get("accept")):
+        return Response(codec.encode_safetensors(live.graph, result.outputs), headers=headers,
+                        media_type="application/octet-stream")
+    return JSONResponse(codec.encode_json(live.graph, result.outputs, model=name,
+                                          version=live.version["version"]), headers=headers)
+
+
+_INFER_DOC = _json_schema(codec.InferRequest, **{"application/octet-stream": {"schema": {
+    "type": "string", "format": "binary", "description": "safetensors, one tensor per input"}}})
+
+
+@v1.post("/endpoints/{name}/infer", tags=["inference"], openapi_extra=_INFER_DOC)
+async def infer(name: str, request: Request, key: Auth, service: Served) -> Response:
+    """Run the active version on a JSON body `{"inputs": {name: nested lists}}` or a safetensors body.
+    Non-finite outputs are written "NaN", "Infinity", "-Infinity" (as proto3's JSON mapping does)."""
+    return await _infer_v1(service, name, request, key, None)
+
+
+@v1.post("/endpoints/{name}/versions/{version}/infer", tags=["inference"], openapi_extra=_INFER_DOC)
+async def infer_version(name: str, version: int, request: Request, key: Auth, service: Served) -> Response:
+    """Run a specific version (active or not)."""
+    return await _infer_v1(service, name, request, key, version)
+
+
+# -- /v1 jobs, cluster, costs (the dispatcher's views) ---------------------------------------------
+def _own(items: list[dict], key: Key) -> list[dict]:
+    return [j for j in items if key.admin or j.get("tenant") == key.tenant]
+
+
+@v1.get("/jobs", tags=["jobs"])
+async def jobs(key: Auth, service: Served, limit: Annotated[int, Query(ge=1, le=2000)] = 200) -> list[dict]:
+    return _own(await service.dispatcher().jobs.remote(limit), key)
+
+
+async def _owned_job(service: Service, job_id: str, key: Key) -> dict:
+    try:
+        job = await service.dispatcher().status.remote(job_id)
+    except ray.exceptions.RayTaskError:
+        job = None
+    if not job or not (key.admin or job.get("tenant") == key.tenant):  # another tenant's job: as if missing
+        raise HTTPException(404, f"no job {job_id[:64]!r}")
+    return job
+
+
+@v1.get("/jobs/{job_id}", tags=["jobs"])
+async def job(job_id: str, key: Auth, service: Served) -> dict:
+    return await _owned_job(service, job_id, key)
+
+
+@v1.post("/jobs/{job_id}/cancel", tags=["jobs"])
+async def cancel(job_id: str, key: Auth, service: Served) -> dict:
+    await _owned_job(service, job_id, key)
+    return await service.dispatcher().cancel.remote(job_id)
+
+
+@v1.get("/cluster", tags=["cluster"])
+async def cluster(key: Auth, service: Served) -> dict:
+    """Admins: every worker, queue and tier. Others: aggregate capacity and their own active jobs."""
+    snapshot = await service.dispatcher().cluster.remote()
+    if key.admin:
+        return snapshot
+    workers = [w for w in snapshot["workers"] if w.get("state") != "dead"]
+    active = [j for j in _own(await service.dispatcher().jobs.remote(2000), key)
+              if j.get("state") in ("queued", "running")]
+    return {"capacity": {"workers": len(workers), "busy": sum(w.get("state") != "idle" for w in workers),
+                         "fallback": snapshot["fallback"]}, "jobs": active}
+
+
+@v1.get("/costs", tags=["cluster"])
+async def costs(key: Auth, service: Served) -> dict:
+    report = await service.dispatcher().costs.remote()
+    if key.admin:
+        return report
+    records = _own(report.get("records", []), key)
+    mine = lambda field: {k: v for k, v in report.get(field, {}).items()  # noqa: E731
+                          if any(r.get(field.removeprefix("by_")) == k for r in records)}
+    return {"total": sum(r.get("cost", 0.0) for r in records), "by_tenant": mine("by_tenant"),
+            "by_tier": {}, "by_endpoint": mine("by_endpoint"), "records": records}
+
+
+# -- /v2: the Open Inference Protocol ---------------------------------------------------------------
+v2 = APIRouter(prefix="/v2")
+
+
+@v2.get("/health/live", tags=["v2"])
+async def live() -> dict:
+    return {"live": True}
+
+
+@v2.get("/health/ready", tags=["v2"])
+async def ready() -> dict:
+    return {"ready": True}
+
+
+@v2.get("", tags=["v2"])
+async def server_metadata() -> dict:
+    return {"name": "lumi", "version": __version__, "extensions": ["binary_tensor_data"]}
+
+
+def _metadata(service: Service, name: str, key: Key, version: int | None) -> dict:
+    record = service.record(name, key)
+    graph = service.live(record, version).graph
+    return {"name": name, "versions": [str(v["version"]) for v in record["versions"]], "platform": "lumi",
+            "inputs": [codec.v2_tensor_spec(*s) for s in graph.input_specs()],
+            "outputs": [codec.v2_tensor_spec(*s) for s in graph.output_specs()]}
+
+
+@v2.get("/models/{name}", tags=["v2"])
+async def model_metadata(name: str, key: Auth, service: Served) -> dict:
+    return _metadata(service, name, key, None)
+
+
+@v2.get("/models/{name}/versions/{version}", tags=["v2"])
+async def model_version_metadata(name: str, version: int, key: Auth, service: Served) -> dict:
+    return _metadata(service, name, key, version)
+
+
+def _model_ready(service: Service, name: str, key: Key, version: int | None) -> dict:
+    record = service.record(name, key)
+    service.store.version(record, version)
+    return {"name": name, "ready": True}  # scaled to zero is still ready: the next request starts a replica
+
+
+@v2.get("/models/{name}/ready", tags=["v2"])
+async def ready_model(name: str, key: Auth, service: Served) -> dict:
+    return _model_ready(service, name, key, None)
+
+
+@v2.get("/models/{name}/versions/{version}/ready", tags=["v2"])
+async def ready_model_version(name: str, version: int, key: Auth, service: Served) -> dict:
+    return _model_ready(service, name, key, version)
+
+
+async def _infer_v2(service: Service, name: str, request: Request, key: Key, version: int | None) -> Response:
+    data = await _body(request, request.app.state.max_body)
+    live = service.resolve(name, key, version)
+    length = codec.header_length(request.headers.get(codec.HEADER_LENGTH), len(data))
+    arrays, doc = codec.decode_v2(data, length, live.graph)
+    result = await service.infer(live, key, arrays)
+    body, head = codec.encode_v2(live.graph, result.outputs, doc, name, live.version["version"])
+    if head is None:
+        return Response(body, media_type="application/json")
+    return Response(body, media_type="application/octet-stream", headers={codec.HEADER_LENGTH: str(head)})
+
+
+_V2_INFER_DOC = _json_schema(codec.V2InferRequest, **{"application/octet-stream": {"schema": {
+    "type": "string", "format": "binary", "description": "Triton's binary tensor extension: a JSON header of "
+    "Inference-Header-Content-Length bytes, then the tensors"}}})
+
+
+@v2.post("/models/{name}/infer", tags=["v2"], openapi_extra=_V2_INFER_DOC)
+async def v2_infer(name: str, request: Request, key: Auth, service: Served) -> Response:
+    return await _infer_v2(service, name, request, key, None)
+
+
+@v2.post("/models/{name}/versions/{version}/infer", tags=["v2"], openapi_extra=_V2_INFER_DOC)
+async def v2_infer_version(name: str, version: int, request: Request, key: Auth, service: Served) -> Response:
+    return await _infer_v2(service, name, request, key, version)
+
+
+# -- the app -----------------------------------------------------------------------------------------
+async def _lumi_error(request: Request, e: LumiError) -> JSONResponse:
+    h = _error(e)
+    return JSONResponse({"detail": h.detail}, h.status_code, headers=h.headers)
+
+
+async def _invalid_body(request: Request, e: ValidationError) -> Response:
+    """A body that a route validated itself answers 422 as FastAPI's own request validation does."""
+    return await request.app.exception_handlers[RequestValidationError](
+        request, RequestValidationError(e.errors(include_url=False, include_input=False, include_context=False)))
+
+
+async def _internal_error(request: Request, e: Exception) -> JSONResponse:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return JSONResponse({"detail": f"internal error ({type(e).__name__}); the gateway's log has the details"}, 500)
+
+
 def create_app(service: Service, keyring: Keyring, max_body: int | None = None,
                auth_failures: tuple[int, float] = AUTH_FAILURES) -> FastAPI:
-    """The gateway's FastAPI application over a :class:`Service`."""
+    """The gateway's FastAPI application over a :class:`Service`: the ``/v1`` and ``/v2`` routers."""
     app = FastAPI(title="Lumi gateway", version=__version__,
                   description="Serverless endpoints for Lumi graphs: Lumi's /v1 API and the Open Inference "
                               "Protocol (KServe v2) under /v2.")
+    app.state.service = service
     app.state.keyring = keyring
     app.state.auth_throttle = AuthThrottle(*auth_failures)
-    max_body = max_body or int(os.environ.get("LUMI_MAX_BODY_BYTES", MAX_BODY_BYTES))
-
-    @app.exception_handler(LumiError)
-    async def lumi_error(request: Request, e: LumiError):
-        h = _error(e)
-        return JSONResponse({"detail": h.detail}, h.status_code, headers=h.headers)
-
-    @app.exception_handler(ValidationError)
-    async def invalid_body(request: Request, e: ValidationError):
-        return await app.exception_handlers[RequestValidationError](
-            request, RequestValidationError(e.errors(include_url=False, include_input=False, include_context=False)))
-
-    @app.exception_handler(Exception)
-    async def internal_error(request: Request, e: Exception):
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return JSONResponse({"detail": f"internal error ({type(e).__name__}); the gateway's log has the details"},
-                            500)
+    app.state.max_body = max_body or setting("LUMI_MAX_BODY_BYTES")
+    app.add_exception_handler(LumiError, _lumi_error)
+    app.add_exception_handler(ValidationError, _invalid_body)
+    app.add_exception_handler(Exception, _internal_error)
 
     def openapi() -> dict:
         """FastAPI's schema plus the request body models that routes validate themselves."""
@@ -175,197 +416,8 @@ def create_app(service: Service, keyring: Keyring, max_body: int | None = None,
         return app.openapi_schema
 
     app.openapi = openapi
-
-    # -- /v1 endpoints -----------------------------------------------------------------------------
-    @app.get("/v1/endpoints", tags=["endpoints"])
-    async def list_endpoints(key: Auth) -> list[dict]:
-        return [service.describe(r) for r in service.records(key)]
-
-    @app.get("/v1/endpoints/{name}", tags=["endpoints"])
-    async def get_endpoint(name: str, key: Auth) -> dict:
-        return service.describe(service.record(name, key))
-
-    @app.put("/v1/endpoints/{name}", tags=["endpoints"], openapi_extra={"requestBody": {"required": True, "content": {
-        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
-    async def deploy(name: str, request: Request, key: Auth, gpu: Annotated[str | None, Query(max_length=32)] = None,
-                     min_replicas: Annotated[int | None, Query(ge=0, le=1024)] = None,
-                     max_replicas: Annotated[int | None, Query(ge=1, le=1024)] = None,
-                     max_batch: Annotated[int | None, Query(ge=1, le=65536)] = None,
-                     max_wait_ms: Annotated[float | None, Query(ge=0, le=60_000, allow_inf_nan=False)] = None,
-                     scaledown_window: Annotated[float | None, Query(ge=0, le=7 * 86400, allow_inf_nan=False)] = None,
-                     tier: Annotated[str | None, Query(max_length=64)] = None) -> dict:
-        """Deploy a `.lumi` file (the body) as a new version of `name`, or reactivate an identical one.
-        `tier` may be the key's own tier or a lower one (any for an admin key)."""
-        if tier is not None:
-            load_config().tier(tier)
-        data = await _body(request, MAX_MODEL_BYTES)
-        options = dict(gpu=gpu, min_replicas=min_replicas, max_replicas=max_replicas, max_batch=max_batch,
-                       max_wait_ms=max_wait_ms, scaledown_window=scaledown_window, tier=tier)
-        return service.deploy(name, data, key, {k: v for k, v in options.items() if v is not None})
-
-    @app.post("/v1/endpoints/{name}/rollback", tags=["endpoints"],
-              openapi_extra=_json_schema(codec.RollbackRequest, required=False))
-    async def rollback(name: str, request: Request, key: Auth) -> dict:
-        """Make a version active (body `{"version": n}`; default: the one before the active version)."""
-        body = await _json_body(request, codec.RollbackRequest, optional=True)
-        return service.rollback(name, key, body.version)
-
-    @app.post("/v1/endpoints/{name}/scale", tags=["endpoints"], openapi_extra=_json_schema(codec.ScaleRequest))
-    async def scale(name: str, request: Request, key: Auth) -> dict:
-        """Set the replica count now (body `{"replicas": n}`); the autoscaler carries on from there."""
-        body = await _json_body(request, codec.ScaleRequest)
-        return service.scale(name, key, body.replicas)
-
-    @app.delete("/v1/endpoints/{name}", tags=["endpoints"])
-    async def delete(name: str, key: Auth) -> dict:
-        service.delete(name, key)
-        return {"deleted": name}
-
-    async def infer_v1(name: str, request: Request, key: Key, version: int | None) -> Response:
-        data = await _body(request, max_body)
-        record = service.record(name, key)
-        graph = service.live(record, version).graph
-        binary = codec.is_safetensors(request.headers.get("content-type"))
-        arrays = codec.decode_safetensors(data, graph) if binary else codec.decode_json(data, graph)
-        live, result = await service.infer(name, key, arrays, version)
-        headers = {"X-Lumi-Version": str(live.version["version"]), "X-Lumi-Batch-Requests":
-                   str(result.batch_requests)}
-        if binary or codec.is_safetensors(request.headers.get("accept")):
-            return Response(codec.encode_safetensors(live.graph, result.outputs), headers=headers,
-                            media_type="application/octet-stream")
-        return JSONResponse(codec.encode_json(live.graph, result.outputs, model=name,
-                                              version=live.version["version"]), headers=headers)
-
-    infer_doc = _json_schema(codec.InferRequest, **{"application/octet-stream": {"schema": {
-        "type": "string", "format": "binary", "description": "safetensors, one tensor per input"}}})
-
-    @app.post("/v1/endpoints/{name}/infer", tags=["inference"], openapi_extra=infer_doc)
-    async def infer(name: str, request: Request, key: Auth) -> Response:
-        """Run the active version on a JSON body `{"inputs": {name: nested lists}}` or a safetensors body.
-        Non-finite outputs are written "NaN", "Infinity", "-Infinity" (as proto3's JSON mapping does)."""
-        return await infer_v1(name, request, key, None)
-
-    @app.post("/v1/endpoints/{name}/versions/{version}/infer", tags=["inference"], openapi_extra=infer_doc)
-    async def infer_version(name: str, version: int, request: Request, key: Auth) -> Response:
-        """Run a specific version (active or not)."""
-        return await infer_v1(name, request, key, version)
-
-    # -- /v1 jobs, cluster, costs (the dispatcher's views) -------------------------------------------
-    def dispatcher():
-        return service.dispatcher()
-
-    def own(items: list[dict], key: Key) -> list[dict]:
-        return [j for j in items if key.admin or j.get("tenant") == key.tenant]
-
-    @app.get("/v1/jobs", tags=["jobs"])
-    async def jobs(key: Auth, limit: Annotated[int, Query(ge=1, le=2000)] = 200) -> list[dict]:
-        return own(await dispatcher().jobs.remote(limit), key)
-
-    async def owned_job(job_id: str, key: Key) -> dict:
-        try:
-            job = await dispatcher().status.remote(job_id)
-        except ray.exceptions.RayTaskError:
-            job = None
-        if not job or not (key.admin or job.get("tenant") == key.tenant):  # another tenant's job: as if missing
-            raise HTTPException(404, f"no job {job_id[:64]!r}")
-        return job
-
-    @app.get("/v1/jobs/{job_id}", tags=["jobs"])
-    async def job(job_id: str, key: Auth) -> dict:
-        return await owned_job(job_id, key)
-
-    @app.post("/v1/jobs/{job_id}/cancel", tags=["jobs"])
-    async def cancel(job_id: str, key: Auth) -> dict:
-        await owned_job(job_id, key)
-        return await dispatcher().cancel.remote(job_id)
-
-    @app.get("/v1/cluster", tags=["cluster"])
-    async def cluster(key: Auth) -> dict:
-        """Admins: every worker, queue and tier. Others: aggregate capacity and their own active jobs."""
-        snapshot = await dispatcher().cluster.remote()
-        if key.admin:
-            return snapshot
-        workers = [w for w in snapshot["workers"] if w.get("state") != "dead"]
-        active = [j for j in own(await dispatcher().jobs.remote(2000), key) if j.get("state") in ("queued", "running")]
-        return {"capacity": {"workers": len(workers), "busy": sum(w.get("state") != "idle" for w in workers),
-                             "fallback": snapshot["fallback"]}, "jobs": active}
-
-    @app.get("/v1/costs", tags=["cluster"])
-    async def costs(key: Auth) -> dict:
-        report = await dispatcher().costs.remote()
-        if key.admin:
-            return report
-        records = own(report.get("records", []), key)
-        mine = lambda field: {k: v for k, v in report.get(field, {}).items()  # noqa: E731
-                              if any(r.get(field.removeprefix("by_")) == k for r in records)}
-        return {"total": sum(r.get("cost", 0.0) for r in records), "by_tenant": mine("by_tenant"),
-                "by_tier": {}, "by_endpoint": mine("by_endpoint"), "records": records}
-
-    # -- /v2: the Open Inference Protocol -------------------------------------------------------------
-    @app.get("/v2/health/live", tags=["v2"])
-    async def live() -> dict:
-        return {"live": True}
-
-    @app.get("/v2/health/ready", tags=["v2"])
-    async def ready() -> dict:
-        return {"ready": True}
-
-    @app.get("/v2", tags=["v2"])
-    async def server_metadata() -> dict:
-        return {"name": "lumi", "version": __version__, "extensions": ["binary_tensor_data"]}
-
-    def metadata(name: str, key: Key, version: int | None) -> dict:
-        record = service.record(name, key)
-        graph = service.live(record, version).graph
-        return {"name": name, "versions": [str(v["version"]) for v in record["versions"]], "platform": "lumi",
-                "inputs": [codec.v2_tensor_spec(*s) for s in graph.input_specs()],
-                "outputs": [codec.v2_tensor_spec(*s) for s in graph.output_specs()]}
-
-    @app.get("/v2/models/{name}", tags=["v2"])
-    async def model_metadata(name: str, key: Auth) -> dict:
-        return metadata(name, key, None)
-
-    @app.get("/v2/models/{name}/versions/{version}", tags=["v2"])
-    async def model_version_metadata(name: str, version: int, key: Auth) -> dict:
-        return metadata(name, key, version)
-
-    def model_ready(name: str, key: Key, version: int | None) -> dict:
-        record = service.record(name, key)
-        service.store.version(record, version)
-        return {"name": name, "ready": True}  # scaled to zero is still ready: the next request starts a replica
-
-    @app.get("/v2/models/{name}/ready", tags=["v2"])
-    async def ready_model(name: str, key: Auth) -> dict:
-        return model_ready(name, key, None)
-
-    @app.get("/v2/models/{name}/versions/{version}/ready", tags=["v2"])
-    async def ready_model_version(name: str, version: int, key: Auth) -> dict:
-        return model_ready(name, key, version)
-
-    async def infer_v2(name: str, request: Request, key: Key, version: int | None) -> Response:
-        data = await _body(request, max_body)
-        record = service.record(name, key)
-        graph = service.live(record, version).graph
-        length = codec.header_length(request.headers.get(codec.HEADER_LENGTH), len(data))
-        arrays, doc = codec.decode_v2(data, length, graph)
-        live, result = await service.infer(name, key, arrays, version)
-        body, head = codec.encode_v2(live.graph, result.outputs, doc, name, live.version["version"])
-        if head is None:
-            return Response(body, media_type="application/json")
-        return Response(body, media_type="application/octet-stream", headers={codec.HEADER_LENGTH: str(head)})
-
-    v2_doc = _json_schema(codec.V2InferRequest, **{"application/octet-stream": {"schema": {
-        "type": "string", "format": "binary", "description": "Triton's binary tensor extension: a JSON header of "
-        "Inference-Header-Content-Length bytes, then the tensors"}}})
-
-    @app.post("/v2/models/{name}/infer", tags=["v2"], openapi_extra=v2_doc)
-    async def v2_infer(name: str, request: Request, key: Auth) -> Response:
-        return await infer_v2(name, request, key, None)
-
-    @app.post("/v2/models/{name}/versions/{version}/infer", tags=["v2"], openapi_extra=v2_doc)
-    async def v2_infer_version(name: str, version: int, request: Request, key: Auth) -> Response:
-        return await infer_v2(name, request, key, version)
-
+    app.include_router(v1)
+    app.include_router(v2)
     return app
 
 
@@ -438,9 +490,8 @@ def ensure_gateway() -> dict:
     key = admin_key(home)
     actor = GatewayActor.options(name=ACTOR_NAME, namespace=NAMESPACE, lifetime="detached",
                                  get_if_exists=True).remote(
-        home, os.environ.get("LUMI_MODEL_STORE") or str(config.home / "models"),
-        os.environ.get("LUMI_GATEWAY_HOST", "127.0.0.1"), int(os.environ.get("LUMI_GATEWAY_PORT", 0)),
-        bool(os.environ.get("LUMI_RAY_ADDRESS")), {k: v for k, v in os.environ.items() if k.startswith("LUMI_")})
+        home, setting("LUMI_MODEL_STORE"), setting("LUMI_GATEWAY_HOST"), setting("LUMI_GATEWAY_PORT"),
+        bool(setting("LUMI_RAY_ADDRESS")), lumi_environment())
     url = ray.get(actor.start.remote())
     path = gateway_file()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""What the gateway serves: live endpoint versions (batcher + replicas + autoscaler), admission, metering.
+"""What the gateway serves: live endpoint versions (batcher + leases + autoscaler), admission, metering.
 
 Everything here runs on the gateway's asyncio loop. The model store is the source of truth for
 endpoints and versions, so a restarted gateway serves the same endpoints (replicas start lazily).
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -17,24 +16,20 @@ import numpy as np
 import ray
 
 from ..compiler import check_budget
-from ..errors import Busy, ExecutionError, LumiError, QuotaExceeded, TooLarge
+from ..errors import Busy, ExecutionError, Forbidden, LumiError, NotFound, QuotaExceeded, TooLarge
 from ..graph.fileformat import loads
 from ..graph.ir import Graph
-from ..runtime.config import load_config
-from .autoscaler import Autoscaler, Load, Policy, request_cluster_resources
+from ..runtime.config import load_config, setting
+from .autoscaler import Autoscaler, Load, Policy
 from .batching import Batcher, BatchPlan, Result, batch_plan
+from .coalesce import Coalescer
 from .keys import Key
-from .replica import BATCHES_PER_REPLICA, ReplicaSet
-from .store import ModelStore, NotFound
+from .leases import BATCHES_PER_REPLICA, LeaseSet
+from .store import ModelStore
 
 DEFAULTS = {"gpu": None, "min_replicas": 0, "max_replicas": 4, "max_batch": 32, "max_wait_ms": 5.0,
             "scaledown_window": 60.0, "tier": None, "max_queued": 1024}
 TICK_S = 0.25
-REQUEST_TIMEOUT_S = float(os.environ.get("LUMI_REQUEST_TIMEOUT_S", 120))
-
-
-class Forbidden(LumiError):
-    """The key may not do this (a tier above its own, or a name another tenant holds)."""
 
 
 def may_use(key: Key, tier: str) -> bool:
@@ -102,16 +97,19 @@ class Stats:
 
 
 class Live:
-    """One endpoint version being served."""
+    """One endpoint version being served: its replicas are leases on the dispatcher's workers."""
 
-    def __init__(self, name: str, version: dict, data: bytes, config: dict, cluster_mode: bool):
+    def __init__(self, name: str, version: dict, data: bytes, config: dict, tenant: str, dispatcher,
+                 cluster_mode: bool, graph: Graph | None = None):
         self.name = name
         self.version = version
-        self.graph: Graph = loads(data)
+        self.graph: Graph = graph if graph is not None else loads(data)
         self.plan: BatchPlan = batch_plan(self.graph)
         self.config = config
-        self.cluster_mode = cluster_mode
-        self.replicas = ReplicaSet(data, gpu=config["gpu"], label=f"{name}@{version['version']}")
+        ask = {"endpoint": name, "version": version["version"], "tier": config["tier"] or "api", "tenant": tenant,
+               "gpu": config["gpu"], "cpus": setting("LUMI_REPLICA_CPUS"),
+               "window": float(config["scaledown_window"]), "grow": cluster_mode}
+        self.replicas = LeaseSet(dispatcher, ask, data)
         self.batcher = Batcher(self.plan, self.replicas.acquire, config["max_batch"], config["max_wait_ms"])
         self.autoscaler = Autoscaler(Policy(config["min_replicas"], config["max_replicas"], config["max_batch"],
                                             float(config["scaledown_window"]),
@@ -126,25 +124,22 @@ class Live:
         target = self.autoscaler.decide(self.load(), time.monotonic())
         if target != self.replicas.replicas:
             self.replicas.scale_to(target)
-            if self.cluster_mode:
-                gpu = {"GPU": 1} if self.config["gpu"] else {"CPU": 1}
-                request_cluster_resources([gpu] * target)
 
     async def infer(self, arrays: list[np.ndarray]) -> Result:
-        self.graph.bind_inputs(arrays)  # ShapeError (400) before queueing
         if self.batcher.queued >= int(self.config["max_queued"]):
             raise Busy(f"endpoint {self.name!r} has {self.batcher.queued} requests queued; try again shortly",
                        retry_after=1.0)
+        timeout = setting("LUMI_REQUEST_TIMEOUT_S")
         try:
-            return await asyncio.wait_for(self.batcher.submit(arrays), REQUEST_TIMEOUT_S)
+            return await asyncio.wait_for(self.batcher.submit(arrays), timeout)
         except TimeoutError:
-            raise Busy(f"endpoint {self.name!r} found no replica within {REQUEST_TIMEOUT_S:g} s (is the cluster "
+            raise Busy(f"endpoint {self.name!r} found no replica within {timeout:g} s (is the cluster "
                        "full?); try again later", retry_after=5.0) from None
         except ray.exceptions.RayTaskError as e:
             cause = e.cause if isinstance(e.cause, LumiError) else ExecutionError(f"the replica failed: {e.cause!r}")
             raise cause from None
         except ray.exceptions.RayActorError as e:
-            raise ExecutionError(f"the replica serving {self.name!r} died ({e}); retry the request") from None
+            raise ExecutionError(f"the worker serving {self.name!r} died ({e}); retry the request") from None
 
     def describe(self) -> dict:
         return {"replicas": self.replicas.replicas, "ready_replicas": self.replicas.ready,
@@ -164,17 +159,30 @@ class Service:
     def __init__(self, store: ModelStore, base_url: str = "", cluster_mode: bool = False,
                  max_output_bytes: int | None = None):
         self.store = store
-        self.max_output_bytes = max_output_bytes or int(os.environ.get("LUMI_MAX_OUTPUT_BYTES", 16 << 20))
+        self.max_output_bytes = max_output_bytes or setting("LUMI_MAX_OUTPUT_BYTES")
         self.base_url = base_url
         self.cluster_mode = cluster_mode
         self.lives: dict[tuple[str, str], Live] = {}
         self.stats: dict[str, Stats] = {}
+        self._records: dict[str, dict] = {}  # endpoint records read once; refreshed by this service's own changes
         self._dispatcher = None
         self._loop_task: asyncio.Task | None = None
+        # one admission and one metering call to the dispatcher per round trip, however many requests
+        self._admission = Coalescer(lambda asks: self.dispatcher().acquire_many.remote(asks))
+        self._metering = Coalescer(lambda items: self.dispatcher().release_many.remote(items))
 
     # -- ownership ----------------------------------------------------------------------------
+    def _endpoint(self, name: str) -> dict | None:
+        """The endpoint's record, from the store on first use (this service is the only one changing it)."""
+        if name not in self._records:
+            record = self.store.endpoint(name)
+            if record is None:
+                return None
+            self._records[name] = record
+        return self._records[name]
+
     def record(self, name: str, key: Key) -> dict:
-        record = self.store.endpoint(name)
+        record = self._endpoint(name)
         if record is None or (record["tenant"] != key.tenant and not key.admin):  # the same answer: nothing to probe
             raise NotFound(f"no endpoint named {name!r}; deploy one with %%deploy {name} or `lumi deploy`")
         return record
@@ -184,17 +192,19 @@ class Service:
 
     # -- deploy, rollback, scale, delete ------------------------------------------------------
     def deploy(self, name: str, data: bytes, key: Key, options: dict) -> dict:
-        existing = self.store.endpoint(name)
+        existing = self._endpoint(name)
         if existing is not None and existing["tenant"] != key.tenant and not key.admin:
             raise Forbidden(f"the endpoint name {name!r} is not available; pick another")
         check_tier(key, options.get("tier"))
         config = endpoint_config(**{**(existing or {}).get("config", {}), **options})
         self._check_quota(key, name, config, data)
         limits = load_config()
-        check_budget(loads(data), max_nodes=limits.max_graph_nodes, max_seconds=limits.max_compile_s)
-        record, version, created = self.store.deploy(name, data, existing["tenant"] if existing else key.tenant,
+        graph = loads(data)  # parsed once: the budget, the store and the live version share it
+        check_budget(graph, max_nodes=limits.max_graph_nodes, max_seconds=limits.max_compile_s)
+        record, version, created = self.store.deploy(name, graph, existing["tenant"] if existing else key.tenant,
                                                      config)
-        live = self.live(record)
+        self._records[name] = record
+        live = self.live(record, graph=graph)
         if config["min_replicas"]:
             live.replicas.scale_to(config["min_replicas"])
         return {**self.describe(record), "version": version["version"], "sha256": version["sha256"],
@@ -224,7 +234,8 @@ class Service:
 
     def rollback(self, name: str, key: Key, version: int | None) -> dict:
         self.record(name, key)
-        return self.describe(self.store.rollback(name, version))
+        record = self._records[name] = self.store.rollback(name, version)
+        return self.describe(record)
 
     def scale(self, name: str, key: Key, replicas: int) -> dict:
         record = self.record(name, key)
@@ -233,7 +244,7 @@ class Service:
         if not key.admin:
             quota = load_config().quota(key.tier).replicas
             running = sum(lv.replicas.replicas for (n, _), lv in self.lives.items() if n != name
-                          and self.store.endpoint(n) and self.store.endpoint(n)["tenant"] == key.tenant)
+                          and (self._endpoint(n) or {}).get("tenant") == key.tenant)
             if running + replicas > quota:
                 raise QuotaExceeded(f"quota 'replicas' exceeded: tier {key.tier!r} allows {quota} replicas per tenant;"
                                     f" {running} run already, so at most {max(0, quota - running)} here", "replicas")
@@ -245,18 +256,24 @@ class Service:
         for k in [k for k in self.lives if k[0] == name]:
             self.lives.pop(k).close()
         self.store.delete(name)
+        self._records.pop(name, None)
         self.stats.pop(name, None)
 
     # -- serving ------------------------------------------------------------------------------
-    def live(self, record: dict, version: int | None = None) -> Live:
+    def live(self, record: dict, version: int | None = None, graph: Graph | None = None) -> Live:
+        """The live version (the active one by default), loaded from the store on first use."""
         v = self.store.version(record, version)
         key = (record["name"], v["sha256"])
         live = self.lives.get(key)
         if live is None:
             config = endpoint_config(**record["config"])
             live = self.lives[key] = Live(record["name"], v, self.store.read_bytes(v["sha256"]), config,
-                                          self.cluster_mode)
+                                          record["tenant"], self.dispatcher(), self.cluster_mode, graph)
         return live
+
+    def resolve(self, name: str, key: Key, version: int | None = None) -> Live:
+        """What a request runs: the endpoint's record and its live version, looked up once per request."""
+        return self.live(self.record(name, key), version)
 
     def dispatcher(self):
         if self._dispatcher is None:
@@ -265,20 +282,16 @@ class Service:
             self._dispatcher = get_dispatcher()
         return self._dispatcher
 
-    async def infer(self, name: str, key: Key, arrays: list[np.ndarray], version: int | None = None
-                    ) -> tuple[Live, Result]:
-        record = self.record(name, key)
-        live = self.live(record, version)
+    async def infer(self, live: Live, key: Key, arrays: list[np.ndarray]) -> Result:
+        """Run one request on a resolved live version (its inputs are checked here, once)."""
+        name = live.name
         tier = live.config["tier"] or key.tier
         tier = tier if may_use(key, tier) else key.tier  # never above the caller's own
         size = output_bytes(live.graph, live.graph.bind_inputs(arrays)[1])
         if size is not None and size > self.max_output_bytes:
             raise TooLarge(f"the answer would be {size} bytes, past the {self.max_output_bytes}-byte output limit; "
                            "send fewer rows per request")
-        try:
-            token = await self.dispatcher().acquire.remote(key.tenant, tier)
-        except Busy as e:
-            raise Busy(str(getattr(e, "cause", e)), getattr(getattr(e, "cause", e), "retry_after", 1.0)) from None
+        token = await self._admission((key.tenant, tier))
         start = time.perf_counter()
         stats = self.stats.setdefault(name, Stats())
         try:
@@ -292,12 +305,12 @@ class Service:
         if size is None and sum(o.nbytes for o in result.outputs) > self.max_output_bytes:
             raise TooLarge(f"the answer is {sum(o.nbytes for o in result.outputs)} bytes, past the "
                            f"{self.max_output_bytes}-byte output limit; send fewer rows per request")
-        return live, result
+        return result
 
     def _release(self, token, seconds: float, device: str, name: str) -> None:
         async def release():
             try:
-                receipt = await self.dispatcher().release.remote(token, seconds, device, name)
+                receipt = await self._metering((token, seconds, device, name))
                 self.stats.setdefault(name, Stats()).cost += float(receipt.get("cost", 0.0))
             except Exception:  # metering must never fail a request that already ran
                 pass
@@ -330,7 +343,7 @@ class Service:
             await asyncio.sleep(TICK_S)
             for key, live in list(self.lives.items()):
                 try:
-                    record = self.store.endpoint(live.name)
+                    record = self._records.get(live.name)
                     active = record is not None and record["active_version"] == live.version["version"]
                     load = live.load()
                     if not active and not load.queued and not load.in_flight \

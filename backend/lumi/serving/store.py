@@ -8,7 +8,7 @@ Layout under the root (a local directory by default, ``s3://bucket/prefix`` thro
 
 A version is ``{"version", "sha256", "graph_hash", "created_at"}``; versions are numbered from 1
 per endpoint and never change. Rollback moves ``active_version``. Reading a blob whose bytes no
-longer hash to its name is refused with :class:`~lumi.errors.FormatError`.
+longer hash to its name is refused with :class:`~lumi.errors.TamperedModel` (a ``FormatError``).
 """
 
 from __future__ import annotations
@@ -23,21 +23,13 @@ from pathlib import Path
 
 import fsspec
 
-from ..errors import FormatError, LumiError
+from ..errors import LumiError, NotFound, TamperedModel
 from ..graph.fileformat import dumps, loads
 from ..graph.ir import Graph
-from ..runtime.config import load_config
+from ..runtime.config import setting
 from .keys import write_private
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-
-
-class NotFound(LumiError):
-    """No endpoint or version of that name."""
-
-
-class TamperedModel(FormatError):
-    """A stored model's bytes no longer hash to its name."""
 
 
 def check_name(name: str) -> str:
@@ -51,7 +43,7 @@ def check_name(name: str) -> str:
 
 def default_root() -> str:
     """``$LUMI_MODEL_STORE`` if set, else ``$LUMI_HOME/models``."""
-    return os.environ.get("LUMI_MODEL_STORE") or str(load_config().home / "models")
+    return setting("LUMI_MODEL_STORE")
 
 
 class ModelStore:

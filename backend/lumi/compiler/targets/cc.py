@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ...errors import ExecutionError
+from ...settings import setting
 
 # Idle OpenMP threads sleep instead of spinning, so they do not steal the cores BLAS runs on next.
 # libgomp reads this when it is first loaded (by the toolchain probe or a kernel); a user's setting wins.
@@ -80,8 +81,7 @@ def toolchain() -> Toolchain | None:
 
 
 def kernel_dir() -> Path:
-    home = Path(os.environ.get("LUMI_HOME") or Path.home() / ".lumi")
-    d = home / "kernels"
+    d = setting("LUMI_HOME") / "kernels"
     try:
         d.mkdir(parents=True, exist_ok=True)
         return d
