@@ -6,6 +6,8 @@ import ast
 import inspect
 import json
 import re
+import sys
+import threading
 
 import lumi
 import numpy as np
@@ -13,12 +15,15 @@ import pandas as pd
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from lumi.errors import LumiError
 from lumi.graph import shapes as S
+from lumi.runtime.jobs import check_interrupts, keeping_interrupts
+from lumi.runtime.options import GpuRequest, check_endpoint_tenant
 from lumi.serving.endpoint import Endpoint, raise_for, unreachable
 from lumi.serving.endpoint import deploy as upload
 from lumi.serving.gateway import ensure_gateway
 from lumi.serving.keys import keys_path
 
 from .line import command
+from .options import key_principal, placement_arguments
 
 BATCH = "batch"
 _INPUT = re.compile(r"^(?P<name>[A-Za-z_]\w*):(?P<dtype>\w+)\[(?P<dims>[^\]]*)\]$")
@@ -99,14 +104,13 @@ def _curl(url: str, graph: lumi.Graph) -> str:
           help="an input's spec, e.g. x:float32[batch,784] (repeatable)")
 @argument("--example", action="append", default=[], metavar="[PARAM=]ARRAY",
           help="infer an input's spec from a notebook array; its first dimension becomes the batch (repeatable)")
-@argument("--gpu", nargs="?", const="any", default=None, help="run replicas on a GPU (optionally a type: H100)")
 @argument("--min-replicas", type=int, default=0, help="replicas kept warm (default 0: scale to zero)")
 @argument("--max-replicas", type=int, default=4, help="most replicas under load (default 4)")
 @argument("--max-batch", type=int, default=32, help="most rows gathered into one run (default 32)")
 @argument("--max-wait-ms", type=float, default=5.0, help="longest a request waits for a batch to fill (default 5)")
 @argument("--scaledown-window", type=float, default=60.0,
           help="idle seconds before replicas are stopped (default 60)")
-@argument("--tier", default=None, help="the tier its requests are admitted in (default: the caller key's tier)")
+@placement_arguments()
 @argument("--onnx", default=None, metavar="PATH",
           help="deploy this ONNX model (read with lumi.from_onnx) instead of a function of the cell")
 def deploy(line: str, cell: str, shell=None):
@@ -126,6 +130,12 @@ def deploy(line: str, cell: str, shell=None):
             return np.maximum(x @ w1 + b1, 0) @ w2 + b2
     """
     args = parse_argstring(deploy, line)
+    with keeping_interrupts():  # a Ctrl-C a finalizer swallowed is raised again, not lost
+        _deploy(args, cell, shell)
+
+
+def _deploy(args, cell: str, shell) -> None:
+    gpu = GpuRequest.parse(args.gpu)  # malformed placement options are refused before the cell runs
     ns = shell.user_ns
     if args.onnx:
         graph = lumi.from_onnx(args.onnx)
@@ -137,21 +147,106 @@ def deploy(line: str, cell: str, shell=None):
             raise LumiError(f"{name!r} is not a function the cell defines")
         graph = lumi.trace(fn, *input_specs(fn, args.input, args.example, ns))
     gateway = ensure_gateway()
-    info = upload(graph, args.name, gateway["url"], gateway["key"], gpu=args.gpu, min_replicas=args.min_replicas,
-                  max_replicas=args.max_replicas, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-                  scaledown_window=args.scaledown_window, tier=args.tier)
-    handle = Endpoint(args.name)  # on the gateway in gateway.json, which it follows when the backend restarts
-    ns[args.name] = handle
-    new = "" if info["created"] else " (identical to an existing version, now active again)"
-    batching = (f"batching on (up to {args.max_batch} rows, {args.max_wait_ms:g} ms)" if info["batching"]
-                else f"batching off: {info['batching_reason']}")
-    print(f"Deployed {args.name!r} version {info['version']}{new}, sha256 {info['sha256'][:12]}; {batching}\n"
-          f"URL: {handle.url}\n"
-          f"Replicas: {args.min_replicas}..{args.max_replicas}, stopped after {args.scaledown_window:g} s idle\n"
-          f"Try it (curl reads the key from $LUMI_KEY: `export LUMI_KEY=$(lumi keys show)`; keys live in "
-          f"{keys_path()}):\n  {_curl(handle.url, graph)}\n"
-          f"From Python: {args.name}(x), or lumi.Endpoint({args.name!r}) in any process")
-    return None
+    if args.tenant is not None:
+        principal = key_principal(gateway["key"])
+        check_endpoint_tenant(args.tenant, principal.tenant if principal else None,
+                              how=", then graph.export(FILE) and `lumi deploy FILE --key KEY`")
+    sending = _Upload(args.name)  # sends nothing yet: an interrupt before the try has nothing to report
+    try:
+        info = sending.send(graph, gateway, gpu=str(gpu) if gpu else None, min_replicas=args.min_replicas,
+                            max_replicas=args.max_replicas, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+                            scaledown_window=args.scaledown_window, tier=args.tier)
+        handle = Endpoint(args.name)  # on the gateway in gateway.json, which it follows when the backend restarts
+        ns[args.name] = handle
+        new = "" if info["created"] else " (identical to an existing version, now active again)"
+        batching = (f"batching on (up to {args.max_batch} rows, {args.max_wait_ms:g} ms)" if info["batching"]
+                    else f"batching off: {info['batching_reason']}")
+        print(f"Deployed {args.name!r} version {info['version']}{new}, sha256 {info['sha256'][:12]}; {batching}\n"
+              f"URL: {handle.url}\n"
+              f"Replicas: {args.min_replicas}..{args.max_replicas}, stopped after {args.scaledown_window:g} s idle\n"
+              f"Try it (curl reads the key from $LUMI_KEY: `export LUMI_KEY=$(lumi keys show)`; keys live in "
+              f"{keys_path()}):\n  {_curl(handle.url, graph)}\n"
+              f"From Python: {args.name}(x), or lumi.Endpoint({args.name!r}) in any process")
+    except KeyboardInterrupt:
+        for _ in (0, 1):  # says what the gateway deployed, if anything (once more after another Ctrl-C)
+            try:
+                sending.interrupted(ns)
+                break
+            except KeyboardInterrupt:
+                pass
+        raise
+
+
+UPLOAD_WAIT_S = 30.0  # how long a Ctrl-C during the upload waits for the gateway to say what it deployed
+
+
+class _Upload:
+    """The deploy request, sent from a helper thread.
+
+    A deploy is one request: the gateway either makes (or reactivates) a version or it does not, and a
+    Ctrl-C in the cell's thread neither cuts the request off halfway nor loses the gateway's answer, so
+    :meth:`interrupted` can say exactly what was deployed.
+    """
+
+    def __init__(self, name: str):
+        self.name, self.info, self.error = name, None, None
+        self.thread: threading.Thread | None = None
+        self.running = threading.Event()  # the upload's thread runs: the request goes out
+        self.done = threading.Event()
+
+    def send(self, graph, gateway: dict, **options) -> dict:
+        """Upload ``graph`` as a version of the endpoint; the gateway's answer (waited for interruptibly)."""
+        self.thread = threading.Thread(target=self._send, args=(graph, gateway, options),
+                                       name=f"lumi-deploy-{self.name}", daemon=True)
+        self.thread.start()
+        while not self.done.wait(0.25):
+            check_interrupts()
+        check_interrupts()
+        if self.error is not None:
+            raise self.error
+        return self.info
+
+    def _send(self, graph, gateway: dict, options: dict) -> None:
+        self.running.set()
+        try:
+            self.info = upload(graph, self.name, gateway["url"], gateway["key"], **options)
+        except BaseException as e:  # raised in the cell's thread by send()
+            self.error = e
+        finally:
+            self.done.set()
+
+    def interrupted(self, ns: dict) -> None:
+        """After a Ctrl-C: wait (up to ``UPLOAD_WAIT_S``; another Ctrl-C stops waiting) for the gateway's
+        answer and say what it deployed; a deployed endpoint is bound to its name, as after a deploy."""
+        name = self.name
+        try:
+            if self.thread is None or not self.running.wait(5.0):  # interrupted before its thread was started
+                print(f"lumi: interrupted before the upload; nothing was deployed as {name!r}", file=sys.stderr)
+                return
+            if not self.done.is_set():
+                print(f"lumi: interrupted; waiting up to {UPLOAD_WAIT_S:g} s for the gateway to say whether it "
+                      f"deployed {name!r} (Ctrl-C again stops waiting)", file=sys.stderr)
+                self.done.wait(UPLOAD_WAIT_S)
+        except KeyboardInterrupt:
+            pass
+        if self.info is not None:
+            info, url = self.info, self.info.get("url", "")
+            try:
+                ns[name] = Endpoint(name)
+                bound = f"; {name} is bound to it"
+            except Exception:
+                bound = ""
+            undo = (f"{name}.rollback() returns to version {info['version'] - 1}" if info["version"] > 1
+                    else f"`lumi delete {name}` removes it")
+            again = "" if info.get("created", True) else " (an identical earlier version, active again)"
+            print(f"lumi: interrupted, but the deploy had already happened: {name!r} version {info['version']}{again} "
+                  f"is active and serving at {url}{bound}. {undo}.", file=sys.stderr)
+        elif self.error is not None:
+            print(f"lumi: interrupted; nothing was deployed as {name!r} ({type(self.error).__name__}: {self.error})",
+                  file=sys.stderr)
+        else:
+            print(f"lumi: interrupted; the gateway has not answered yet, so whether {name!r} got a new version is "
+                  "not known: `%lumi deployments` shows it.", file=sys.stderr)
 
 
 @command("deployments", "endpoints served by the gateway: versions, replicas, traffic, cost")

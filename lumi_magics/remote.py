@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 
@@ -11,18 +12,20 @@ from lumi.errors import Busy, LumiError, TraceError, UnsupportedOperation
 from lumi.graph.tensor import CELL_FILENAME
 from lumi.runtime import jobs
 from lumi.runtime.dispatcher import get_dispatcher
+from lumi.runtime.options import GpuRequest
 
 from .backend import start_backend
 from .capture import analyze, results_to_namespace, trace_cell
+from .options import notebook_placement, placement_arguments
 from .widgets import job_view
 
 
-def _submit(spec: dict, wait: bool, view, outputs: int | None) -> jobs.Job:
+def _submit(submission: jobs.Submission, wait: bool, view) -> jobs.Job:
     """Submit; under back pressure either raise (``--no-wait``) or count down and retry politely."""
     start = time.monotonic()
     while True:
         try:
-            return jobs.submit_spec(spec, outputs=outputs)
+            return submission.submit()
         except Busy as e:
             if not wait:
                 raise Busy(f"{e} (the cell was not submitted; run it again, or drop --no-wait to wait)",
@@ -30,55 +33,80 @@ def _submit(spec: dict, wait: bool, view, outputs: int | None) -> jobs.Job:
             deadline = time.monotonic() + e.retry_after
             while (left := deadline - time.monotonic()) > 0:
                 view.show(None, time.monotonic() - start, note=f"cluster busy, retrying in {left:.0f} s")
-                time.sleep(min(0.25, left))
+                countdown_sleep(min(0.25, left))
+
+
+countdown_sleep = time.sleep  # the Busy countdown's wait (tests interrupt it)
 
 
 def _follow(job: jobs.Job, timeout: float | None, view):
-    """Wait for the job while updating the view at least twice a second; Ctrl-C cancels it on the cluster."""
+    """Wait for the job while updating the view at least twice a second (a Ctrl-C is handled by ``_run``)."""
     start = time.monotonic()
+    while True:
+        ready, _ = ray.wait([job.waiter()], timeout=0.25)
+        jobs.check_interrupts()
+        elapsed = time.monotonic() - start
+        if ready:
+            break
+        view.show(job.progress(), elapsed)
+        if timeout is not None and elapsed > timeout:
+            job.cancel()
+            raise LumiError(f"the cell did not finish within --timeout {timeout:g} s and was cancelled")
     try:
-        while True:
-            ready, _ = ray.wait([job.waiter()], timeout=0.25)
-            elapsed = time.monotonic() - start
-            if ready:
-                break
-            view.show(job.progress(), elapsed)
-            if timeout is not None and elapsed > timeout:
-                job.cancel()
-                raise LumiError(f"the cell did not finish within --timeout {timeout:g} s and was cancelled")
-        try:
-            return job.outputs()
-        finally:
-            view.show(job.progress(), time.monotonic() - start, final=True)
+        value = job.outputs()
     except KeyboardInterrupt:
-        job.cancel()
-        view.show(job.progress(), time.monotonic() - start, final=True)
         raise
+    except Exception:
+        _show_final(view, job.progress, start)
+        raise
+    _show_final(view, job.progress, start)
+    return value
+
+
+def _show_final(view, info, start: float) -> None:
+    """The view's last frame; a dispatcher or display hiccup here never replaces the cell's own outcome."""
+    with contextlib.suppress(Exception):
+        view.show(info(), time.monotonic() - start, final=True)
+
+
+def _interrupted(submission: jobs.Submission, view, start: float, wait: float) -> None:
+    """Ctrl-C anywhere in ``_run``: cancel what the cell submitted (also a job whose id had not reached this
+    thread yet) and show it cancelled. The caller re-raises the KeyboardInterrupt; nothing here replaces it."""
+    record = submission.cancel(wait)
+    if record is not None:
+        _show_final(view, lambda: {"job": record, "worker": None, "price": 0.0}, start)
+    elif submission.job is not None:
+        print(f"lumi: asked the cluster to cancel job {submission.job.id}; it has not confirmed yet "
+              "(%lumi jobs shows it)", file=sys.stderr)
 
 
 _warned_gpus: set[str] = set()
 WORKERS_WAIT_S = 15.0
 
 
-def check_gpu(gpu: str, strict: bool) -> None:
+def check_gpu(gpu: GpuRequest | str, strict: bool) -> None:
     """Say once per GPU type what a job asking for ``gpu`` runs on when the cluster has no such GPU
-    (the CPU fallback, or a wait for such a worker); with ``strict``, refuse it instead."""
-    kind = gpu.split(":")[0]
+    (the CPU fallback, or a wait for such a worker); with ``strict``, refuse it instead. Whether a
+    worker has as many GPUs as a count asks for is the dispatcher's to say."""
+    gpu = GpuRequest.parse(gpu)
+    if gpu is None:
+        return
+    what = gpu.kind or "GPU"
     deadline = time.monotonic() + WORKERS_WAIT_S
     while not (info := jobs.call(get_dispatcher().cluster.remote()))["workers"] and time.monotonic() < deadline:
         time.sleep(0.25)  # workers still starting: what they are decides the answer
     gpus = sorted({w["device"] for w in info["workers"] if not w["fallback"] and w["state"] != "dead"})
-    if any(kind.upper() in d.upper() for d in gpus):
+    if any(gpu.matches(d) for d in gpus):
         return
     has = f"its GPUs are {', '.join(gpus)}" if gpus else "it has no GPU"
     runs = ("it waits in the queue until such a worker joins" if gpus
             else "it runs on the CPU fallback (the generated CPU kernels) instead")
     if strict:
-        raise LumiError(f"--gpu {gpu} --strict-gpu: this cluster has no {kind} ({has}), so the cell was not "
+        raise LumiError(f"--gpu {gpu} --strict-gpu: this cluster has no {what} ({has}), so the cell was not "
                         f"submitted. Drop --strict-gpu to run anyway: {runs}.")
-    if kind.upper() not in _warned_gpus:
-        _warned_gpus.add(kind.upper())
-        print(f"lumi: --gpu {gpu}: this cluster has no {kind} ({has}); {runs}. "
+    if what.upper() not in _warned_gpus:
+        _warned_gpus.add(what.upper())
+        print(f"lumi: --gpu {gpu}: this cluster has no {what} ({has}); {runs}. "
               "Add --strict-gpu to refuse instead. (Said once per GPU type.)", file=sys.stderr)
 
 
@@ -87,9 +115,7 @@ def check_gpu(gpu: str, strict: bool) -> None:
           help="run the cell as ordinary Python on a worker (cloudpickle), for code the tracer cannot capture")
 @argument("--graph", action="store_true",
           help="insist on a traced graph: raise where the tracer refuses the cell instead of running it as Python")
-@argument("--tier", default="api", help="scheduling tier (enterprise, api, unlimited, light, free); default api")
-@argument("--tenant", default="local", help="who is billed; default local")
-@argument("--gpu", default=None, metavar="TYPE[:N]", help="GPU type to run on, e.g. H100 or H100:1")
+@placement_arguments()
 @argument("--strict-gpu", action="store_true",
           help="refuse to run when the cluster has no GPU of the --gpu type (default: warn once, then run)")
 @argument("--timeout", type=float, default=None, help="cancel the job after this many seconds")
@@ -112,11 +138,18 @@ def remote(line: str, cell: str, shell=None):
         y = np.tanh(x @ w + b).sum(axis=1)
     """
     args = parse_argstring(remote, line)
+    with jobs.keeping_interrupts():  # a Ctrl-C a finalizer swallowed is raised again, not lost
+        _remote(args, cell, shell)
+
+
+def _remote(args, cell: str, shell) -> None:
+    gpu = GpuRequest.parse(args.gpu)  # a malformed --gpu is refused before the backend starts
     start_backend()
-    if args.gpu:
-        check_gpu(args.gpu, args.strict_gpu)
+    if gpu is not None:
+        check_gpu(gpu, args.strict_gpu)
     ns = shell.user_ns
-    options = dict(tier=args.tier, tenant=args.tenant, gpu=args.gpu)
+    tier, tenant = notebook_placement(args.tier, args.tenant)
+    options = dict(tier=tier, tenant=tenant, gpu=str(gpu) if gpu else None)
     traced = None
     if not args.python:
         try:
@@ -139,7 +172,10 @@ def remote(line: str, cell: str, shell=None):
             results = _run(spec, args, shell, outputs=len(traced.graph.outputs))
         values = results_to_namespace(traced, results)
         if info.definition_source:
-            shell.run_cell(info.definition_source, store_history=False, silent=True)
+            defined = shell.run_cell(info.definition_source, store_history=False, silent=True)
+            for error in (defined.error_before_exec, defined.error_in_exec):
+                if isinstance(error, KeyboardInterrupt):  # the nested run_cell caught it: raise it for this cell
+                    raise error
     ns.update(values)
 
 
@@ -155,9 +191,24 @@ def fallback_reason(e: Exception) -> str:
 
 
 def _run(spec: dict, args, shell, outputs: int | None):
-    view = job_view(shell)
+    """Submit, follow and fetch. A KeyboardInterrupt at any point in here (the submit, the Busy countdown,
+    the wait, the result fetch) cancels the job on the cluster and is re-raised."""
+    start = time.monotonic()
+    submission = jobs.Submission(spec, outputs=outputs)  # sends nothing yet: an interrupt before the try loses nothing
+    view = None
     try:
-        job = _submit(spec, args.wait, view, outputs)
+        view = job_view(shell)
+        job = _submit(submission, args.wait, view)
         return _follow(job, args.timeout, view)
+    except KeyboardInterrupt:
+        for wait in (jobs.CANCEL_WAIT_S, 0.0, 0.0):  # another Ctrl-C meanwhile only stops the waiting
+            try:
+                _interrupted(submission, view, start, wait)
+                break
+            except KeyboardInterrupt:
+                pass
+        raise
     finally:
-        view.close()
+        if view is not None:
+            with contextlib.suppress(Exception):
+                view.close()

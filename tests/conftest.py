@@ -4,6 +4,7 @@ fresh ``LUMI_HOME``s whose local backends are stopped when they are done with.""
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 
 import pytest
@@ -76,3 +77,21 @@ def shell(ray_cluster):
     yield ip
     ip.user_ns.clear()
     ip.run_cell("import numpy as np")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A local S3 server (moto) for the tests of s3:// stores: its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()

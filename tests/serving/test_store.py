@@ -2,30 +2,11 @@
 
 from __future__ import annotations
 
-import socket
-
 import lumi
 import numpy as np
 import pytest
 from lumi.errors import FormatError, LumiError
 from lumi.serving.store import ModelStore, NotFound
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def s3_server():
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -3,27 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 import uuid
 
 import pytest
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def store_s3_server():
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -31,7 +13,7 @@ def root(request, tmp_path):
     """``{"root": url, "storage_options": {...}}`` for a store: a fresh local folder, or a fresh S3 bucket."""
     if request.param == "local":
         return {"root": str(tmp_path / "store"), "storage_options": {}}
-    endpoint = request.getfixturevalue("store_s3_server")
+    endpoint = request.getfixturevalue("s3_server")
     import boto3
 
     bucket = f"lumi-store-{uuid.uuid4().hex[:12]}"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import time
 import uuid
@@ -37,6 +38,7 @@ NAME = "lumi-dispatcher"
 MAX_ATTEMPTS = 3
 KEEP_FINISHED = 2000
 STATS_PERIOD_S = 0.5
+RESOURCES_EVERY = 10  # stats periods between readings of the cluster's resources
 TOKEN_TTL_S = 600.0
 CANCEL_GRACE_S = 2.0
 RETRY_AFTER_BOUNDS = (0.5, 30.0)
@@ -464,8 +466,10 @@ class Dispatcher:
             self._growing = False
 
     async def _refresh_forever(self) -> None:
-        while True:
+        for tick in itertools.count(1):
             await asyncio.sleep(STATS_PERIOD_S)
+            if tick % RESOURCES_EVERY == 0:  # a cluster that grew (or lost a node) changes the pool's size
+                await self.pool.read_resources()
             for slot in await self.pool.refresh():
                 if not slot.running:  # a job's own watcher hands back what a dead worker ran
                     self._lose(slot)

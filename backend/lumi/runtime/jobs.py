@@ -7,6 +7,7 @@ connection and its ObjectRef reused, so an unchanged input (or graph) is not sen
 from __future__ import annotations
 
 import hashlib
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -14,20 +15,17 @@ from collections.abc import Sequence
 import numpy as np
 import ray
 
-from ..errors import Busy, LumiError
+from ..errors import Busy, JobTimeout, LumiError
 from ..graph import shapes as S
 from ..graph.ir import Graph, array_digest
 from ..graph.ops import OPS
 from .cluster import ensure_connected
 from .dispatcher import FINAL, get_dispatcher
+from .options import GpuRequest, job_placement
 
 CACHE_BYTES = 1 << 30
 _cache: OrderedDict[str, tuple[ray.ObjectRef, int]] = OrderedDict()
 _cache_lock = threading.Lock()
-
-
-class JobTimeout(LumiError, TimeoutError):
-    """``Job.result(timeout)`` ran out of time; the job itself goes on (``job.cancel()`` stops it)."""
 
 
 def reset() -> None:
@@ -73,18 +71,9 @@ def graph_work(graph: Graph, arrays: Sequence[np.ndarray]) -> dict:
     return {"flops": flops, "bytes": nbytes, "ops": ops}
 
 
-def parse_gpu(gpu: str | None) -> str | None:
-    """``"H100"`` or ``"H100:1"`` -> ``"H100"``; one GPU per job is what workers offer."""
-    if not gpu:
-        return None
-    kind, _, count = gpu.partition(":")
-    if count and (not count.isdigit() or int(count) != 1):
-        raise LumiError(f"--gpu {gpu}: a job runs on one GPU; use {kind} or {kind}:1")
-    return kind.strip().upper()
-
-
 def graph_spec(graph: Graph, arrays: Sequence, **options) -> dict:
     """A dispatcher job spec for ``graph`` on ``arrays``: both by content-addressed ObjectRef."""
+    options = _placed(options)  # a malformed --gpu is refused before anything is uploaded
     arrays = [np.asarray(a) for a in arrays]
     work = graph_work(graph, arrays)
     program = _put("graph:" + graph.hash, graph, sum(c.nbytes for c in graph.constants.values()))
@@ -94,14 +83,22 @@ def graph_spec(graph: Graph, arrays: Sequence, **options) -> dict:
 
 def python_spec(source: str, inputs: dict, outputs: list[str], **options) -> dict:
     """A dispatcher job spec running ``source`` as Python on a worker (``%%remote --python``)."""
+    options = _placed(options)
     key = hashlib.sha256(source.encode()).hexdigest()
     ensure_connected()
     return _spec("python", ray.put((source, list(outputs))), [ray.put(inputs)], key=key, work={}, **options)
 
 
-def _spec(kind, program, args, key, work, tier="api", tenant="local", gpu=None, label=None, estimate=None) -> dict:
-    return {"kind": kind, "program": program, "args": args, "key": key, "work": work, "tier": tier,
-            "tenant": tenant, "gpu": parse_gpu(gpu), "label": label or kind, "estimate": estimate}
+def _placed(options: dict) -> dict:
+    """``gpu`` in any ``--gpu`` form becomes its canonical one (``any``, ``H100``, ``H100:2``) or None, and
+    ``tier``/``tenant`` default to ``api``/``local``; whether the cluster can serve the GPUs asked for (a
+    type, a count) is the dispatcher's to say."""
+    return {**options, **job_placement(options.get("gpu"), options.get("tier"), options.get("tenant"))}
+
+
+def _spec(kind, program, args, key, work, tier=None, tenant=None, gpu=None, label=None, estimate=None) -> dict:
+    return {"kind": kind, "program": program, "args": args, "key": key, "work": work,
+            **job_placement(gpu, tier, tenant), "label": label or kind, "estimate": estimate}
 
 
 def call(ref):
@@ -118,14 +115,178 @@ def call(ref):
 
 
 def submit_spec(spec: dict, dispatcher=None, outputs: int | None = None) -> Job:
-    """Submit a spec built by :func:`graph_spec` or :func:`python_spec`; raises ``Busy`` when full."""
-    dispatcher = dispatcher or get_dispatcher()
-    return Job(call(dispatcher.submit.remote(spec)), dispatcher, outputs)
+    """Submit a spec built by :func:`graph_spec` or :func:`python_spec`; raises ``Busy`` when full.
+    A ``KeyboardInterrupt`` before the ``Job`` is returned cancels the job the submit made."""
+    submission = Submission(spec, dispatcher, outputs)
+    try:
+        return submission.submit()
+    except KeyboardInterrupt:
+        for wait in (CANCEL_WAIT_S, 0.0, 0.0):  # another Ctrl-C meanwhile only stops the waiting
+            try:
+                submission.cancel(wait)
+                break
+            except KeyboardInterrupt:
+                pass
+        raise
 
 
-def submit(graph: Graph, *arrays, tier: str = "api", tenant: str = "local", gpu: str | None = None,
-           label: str | None = None, dispatcher=None) -> Job:
-    """Queue ``graph(*arrays)`` on the cluster; raises ``lumi.Busy`` (with ``retry_after``) when full."""
+CANCEL_WAIT_S = 5.0  # how long a Ctrl-C waits for the dispatcher to confirm a cancel before re-raising
+_POLL_S = 0.25
+
+
+class Submission:
+    """One submit whose job an interrupt cannot lose.
+
+    A ``KeyboardInterrupt`` (a signal handler, or an exception sent to the thread) can land between any
+    two bytecodes of the submitting thread: after the dispatcher accepted the job and before its id
+    reached the caller, the job would run to its end with nobody to cancel it. So the dispatcher call
+    runs on a helper thread, which keeps its answer here whatever the caller's thread is doing, and
+    :meth:`cancel` works at any moment: before the helper sends, nothing is sent; once the job exists it is
+    cancelled; while the answer is on its way, the helper cancels the job as soon as it arrives. ``cancel``
+    may be called again after an interrupt of its own (it asks once). After ``Busy``, :meth:`submit` may be
+    called again.
+    """
+
+    def __init__(self, spec: dict, dispatcher=None, outputs: int | None = None):
+        self.spec, self.outputs, self.dispatcher = spec, outputs, dispatcher
+        self.job: Job | None = None  # set (by the helper) as soon as the dispatcher has answered
+        self.cancelled: dict | None = None  # the dispatcher's record of the cancelled job
+        self._lock = threading.Lock()
+        self._answered = threading.Event()
+        self._error: BaseException | None = None
+        self._sending = False  # a helper has sent the spec and waits for the answer
+        self._cancel_asked = self._cancel_sent = False
+        self._cancel_done = threading.Event()
+
+    def submit(self) -> Job:
+        """Send the spec and wait (interruptibly) for the dispatcher's answer: the ``Job``, or its error."""
+        dispatcher = self.dispatcher = self.dispatcher or get_dispatcher()  # here: it may connect first
+        with self._lock:
+            if self._cancel_asked:
+                raise LumiError("this submission was cancelled")
+            if self.job is not None:
+                return self.job
+            self._error = None
+        self._answered.clear()
+        threading.Thread(target=self._send, args=(dispatcher,), name="lumi-submit", daemon=True).start()
+        while not self._answered.wait(_POLL_S):
+            check_interrupts()
+        check_interrupts()
+        if self._error is not None:
+            raise self._error
+        return self.job
+
+    def _send(self, dispatcher) -> None:
+        with self._lock:
+            if self._cancel_asked:  # interrupted before this thread ran: send nothing
+                self._cancel_done.set()
+                self._answered.set()
+                return
+            self._sending = True
+        try:
+            job = Job(call(dispatcher.submit.remote(self.spec)), dispatcher, self.outputs)
+        except BaseException as e:  # Busy, a refusal: handed to the caller's thread, which raises it
+            with self._lock:
+                self._error, self._sending = e, False
+                if self._cancel_asked:  # no job was made: nothing to cancel
+                    self._cancel_done.set()
+            self._answered.set()
+            return
+        with self._lock:
+            self.job, self._sending = job, False
+            cancel = self._cancel_asked and not self._cancel_sent
+            self._cancel_sent = self._cancel_sent or cancel
+        self._answered.set()
+        if cancel:  # the caller was interrupted while this answer was on its way
+            self._cancel(job)
+
+    def cancel(self, wait: float | None = CANCEL_WAIT_S) -> dict | None:
+        """Cancel the job this submission made, whenever that is (now, or when the dispatcher answers); wait up
+        to ``wait`` seconds for the dispatcher's record of it (None: no job, or not confirmed yet). Errors of
+        the dispatcher never come out of here; a KeyboardInterrupt in the wait does (the cancel goes on)."""
+        with self._lock:
+            self._cancel_asked = True
+            job, sending, sent = self.job, self._sending, self._cancel_sent
+        if job is not None and not sent:
+            # from a thread of its own, which another Ctrl-C cannot stop; marked only once it runs, so an
+            # interrupt before then makes the next call start it (two cancels of one job are harmless)
+            threading.Thread(target=self._cancel, args=(job,), name="lumi-cancel", daemon=True).start()
+            self._cancel_sent = True
+        elif job is None and not sending:  # never sent, refused, or stopped before sending: no job
+            self._cancel_done.set()
+        if wait:
+            self._cancel_done.wait(wait)
+        return self.cancelled
+
+    def _cancel(self, job: Job) -> None:
+        try:
+            self.cancelled = job.cancel()
+        except Exception:  # the dispatcher is gone or restarted: nothing runs there any more
+            pass
+        finally:
+            self._cancel_done.set()
+
+
+# -- KeyboardInterrupts that CPython drops --------------------------------------------------------------
+# A KeyboardInterrupt raised inside a finalizer (a ``__del__``, a weakref callback, the garbage collector) is
+# only printed ("Exception ignored in ...") and dropped, and the interrupted code goes on as if nothing
+# happened. Ray's ``ActorHandle.__del__`` runs on the caller's thread during every named-actor lookup
+# (``get_dispatcher()``), so a Ctrl-C handled there was lost: the cell ran its job to the end. While a
+# ``keeping_interrupts()`` block runs, such an interrupt on the main thread is kept instead, and raised again
+# by :func:`check_interrupts` (which the waits here call) or when the block ends. The hook that keeps them is
+# installed once and stays (undoing it on the way out could itself be interrupted); outside such blocks it
+# hands everything to the hook it replaced.
+_keeping = 0  # keeping_interrupts() blocks running on the main thread
+_kept: BaseException | None = None
+_previous_hook = None
+
+
+def _unraisable(unraisable) -> None:
+    global _kept
+    if (_keeping and unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt)
+            and threading.current_thread() is threading.main_thread()):
+        _kept = unraisable.exc_value or KeyboardInterrupt()
+        return
+    (_previous_hook or sys.__unraisablehook__)(unraisable)
+
+
+class keeping_interrupts:
+    """``with keeping_interrupts():`` keeps, and raises again, the KeyboardInterrupts CPython would drop on
+    the main thread (see above); elsewhere it does nothing."""
+
+    def __enter__(self):
+        global _keeping, _kept, _previous_hook
+        self.active = threading.current_thread() is threading.main_thread()
+        if self.active:
+            if sys.unraisablehook is not _unraisable:
+                _previous_hook, sys.unraisablehook = sys.unraisablehook, _unraisable
+            _keeping, _kept = _keeping + 1, None  # one dropped before this block is not this block's
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        global _keeping
+        if self.active:
+            _keeping = max(0, _keeping - 1)
+            if exc_type is None:
+                check_interrupts(always=True)
+        return False
+
+
+def check_interrupts(always: bool = False) -> None:
+    """Raise a KeyboardInterrupt that a finalizer dropped on the main thread during a ``keeping_interrupts()``
+    block, if one was kept."""
+    global _kept
+    if _kept is not None and (_keeping or always):
+        kept, _kept = _kept, None
+        raise kept
+
+
+def submit(graph: Graph, *arrays, tier: str | None = None, tenant: str | None = None,
+           gpu: str | bool | GpuRequest | None = None, label: str | None = None, dispatcher=None) -> Job:
+    """Queue ``graph(*arrays)`` on the cluster; raises ``lumi.Busy`` (with ``retry_after``) when full.
+
+    ``gpu`` takes the ``--gpu`` forms (``True`` or ``"any"``, ``"H100"``, ``"H100:2"``, ``"any:2"``; see
+    :mod:`lumi.runtime.options`); ``tier`` defaults to ``api`` and ``tenant`` to ``local`` (no key is involved)."""
     spec = graph_spec(graph, arrays, tier=tier, tenant=tenant, gpu=gpu, label=label)
     return submit_spec(spec, dispatcher, outputs=len(graph.outputs))
 
@@ -178,7 +339,7 @@ class Job:
                 raise LumiError(f"job {self.id} was cancelled")
             if answer["result"] is None:
                 raise LumiError(f"job {self.id} {state}: {error or 'its result was already taken by another caller'}")
-            value = ray.get(answer["result"][0])
+            value = answer["value"] if answer.get("value") is not None else ray.get(answer["result"][0])
             if isinstance(value, BaseException):
                 raise value
             self._value = (value,)

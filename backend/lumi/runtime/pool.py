@@ -5,6 +5,7 @@ demand for CPU-only endpoints. An endpoint version's replicas are leases on thes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -15,7 +16,8 @@ from .utilization import BUSY_FRACTION
 from .worker import Worker
 
 FALLBACK_WORKERS = 2  # CPU-fallback workers share the host's cores: more than two rarely helps
-START_TIMEOUT_S = 60.0  # a worker Ray has not placed by then is given up (and killed), not waited on
+START_TIMEOUT_S = 60.0
+RESOURCES_TIMEOUT_S = 10.0  # a worker Ray has not placed by then is given up (and killed), not waited on
 DEVICE, CPU = "device", "cpu"
 
 
@@ -102,6 +104,8 @@ class Pool:
         self.target = target  # None: one per GPU slot, or FALLBACK_WORKERS on the CPU fallback
         self.slots: dict[str, Slot] = {}
         self.dead: list[Slot] = []
+        self.resources: dict[str, float] = {}  # the cluster's totals and free resources, as last read
+        self.free_resources: dict[str, float] = {}
 
     def live(self, role: str | None = DEVICE) -> list[Slot]:
         return [s for s in self.slots.values() if s.state != "dead" and role in (None, s.role)]
@@ -128,14 +132,21 @@ class Pool:
         ready = self.ready()
         return not ready or all(s.fallback for s in ready)
 
+    async def read_resources(self) -> None:
+        """Refresh what the cluster has (total and free), off the event loop: these are blocking calls to
+        Ray's control store, which must never stall the dispatcher (a call that does not answer is left)."""
+        with contextlib.suppress(Exception):  # TimeoutError, or the control store restarting: keep the last one
+            self.resources, self.free_resources = await asyncio.wait_for(asyncio.to_thread(
+                lambda: (ray.cluster_resources(), ray.available_resources())), RESOURCES_TIMEOUT_S)
+
     def has_gpus(self) -> bool:
-        return ray.cluster_resources().get("GPU", 0) >= self.worker_gpus
+        return self.resources.get("GPU", 0) >= self.worker_gpus
 
     def wanted(self) -> int:
         """Device workers wanted: ``target``, else one per GPU slot (at most two on the CPU fallback)."""
         if self.target is not None:
             return self.target
-        slots = int(ray.cluster_resources().get("GPU", 0) / self.worker_gpus) or 1
+        slots = int(self.resources.get("GPU", 0) / self.worker_gpus) or 1
         return min(slots, FALLBACK_WORKERS) if self.fallback() else slots
 
     def _spawn(self, role: str, options: dict) -> Slot:
@@ -158,6 +169,7 @@ class Pool:
         """Start device workers up to the wanted number and wait for them; returns those that came up."""
         # A cluster without GPU slots (a plain `ray start`, a CPU-only KubeRay) gets CPU-fallback
         # workers; asking for a GPU there would leave the worker, and every job, waiting forever.
+        await self.read_resources()
         options = {"num_gpus": self.worker_gpus if self.has_gpus() else 0}
         new = [self._spawn(DEVICE, options) for _ in range(self.wanted() - len(self.live()))]
         return [s for s in await asyncio.gather(*map(self._ready, new)) if s is not None]
@@ -165,7 +177,8 @@ class Pool:
     async def start_cpu_worker(self, cpus: float) -> Slot | None:
         """A worker for CPU endpoints, when the cluster has ``cpus`` free now (None otherwise: no waiting
         on an actor that Ray cannot place)."""
-        if ray.available_resources().get("CPU", 0) < cpus:
+        await self.read_resources()
+        if self.free_resources.get("CPU", 0) < cpus:
             return None
         return await self._ready(self._spawn(CPU, {"num_gpus": 0, "num_cpus": cpus}))
 
