@@ -54,9 +54,7 @@ def _follow(job: jobs.Job, timeout: float | None, view):
             raise LumiError(f"the cell did not finish within --timeout {timeout:g} s and was cancelled")
     try:
         value = job.outputs()
-    except KeyboardInterrupt:
-        raise
-    except Exception:
+    except Exception:  # failed, or cancelled elsewhere (a KeyboardInterrupt is _run's)
         _show_final(view, job.progress, start)
         raise
     _show_final(view, job.progress, start)
@@ -73,7 +71,7 @@ def _interrupted(submission: jobs.Submission, view, start: float, wait: float) -
     """Ctrl-C anywhere in ``_run``: cancel what the cell submitted (also a job whose id had not reached this
     thread yet) and show it cancelled. The caller re-raises the KeyboardInterrupt; nothing here replaces it."""
     record = submission.cancel(wait)
-    if record is not None:
+    if record is not None and view is not None:
         _show_final(view, lambda: {"job": record, "worker": None, "price": 0.0}, start)
     elif submission.job is not None:
         print(f"lumi: asked the cluster to cancel job {submission.job.id}; it has not confirmed yet "
