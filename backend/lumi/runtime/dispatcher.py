@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import os
 import time
@@ -95,10 +96,15 @@ class _Ask:
     granted: asyncio.Future
 
 
+@functools.lru_cache(maxsize=256)
+def _gpu_request(gpu: str | None) -> GpuRequest | None:
+    return GpuRequest.parse(gpu)  # once per form, not on every look at a queue head
+
+
 def gpu_fits(gpu: str | None, slot: Slot) -> bool:
     """Whether a worker can take work asking for ``gpu`` (a canonical ``GpuRequest`` form; None: no GPU
     asked for). The CPU fallback takes everything (the widgets and ``%lumi cluster`` say so)."""
-    request = GpuRequest.parse(gpu)
+    request = _gpu_request(gpu)
     return request is None or slot.fallback or request.matches(slot.device)
 
 
@@ -226,7 +232,7 @@ class Dispatcher:
                        "allows; retry when some have started", retry_after=RETRY_AFTER_BOUNDS[1] / 10)
 
     def _check_gpus(self, gpu: str | None) -> None:
-        request = GpuRequest.parse(gpu)
+        request = _gpu_request(gpu)
         if request is not None and request.count > max(1.0, self.pool.worker_gpus):  # a fraction shares one
             raise LumiError(f"--gpu {gpu}: a job runs on one worker, and each worker here holds "
                             f"{self.pool.worker_gpus:g} GPU(s) (LUMI_WORKER_GPUS); ask for at most that many")
