@@ -15,7 +15,7 @@ _ONNX = re.compile(r"(^|\s)--onnx(\s|=)")  # %%deploy NAME --onnx PATH needs no 
 
 
 def load_ipython_extension(ipython) -> None:
-    from . import deploy, line, remote, store_views, views  # noqa: F401  (views and store_views register %lumi views)
+    from . import deploy, line, remote, schedule_views, store_views, views  # noqa: F401  (they register %lumi views)
 
     for fn in (remote.remote, deploy.deploy):
         ipython.register_magic_function(_cell_magic(fn, ipython), "line_cell", fn.__name__)

@@ -57,6 +57,13 @@ class Progress:
         self.width = len(line)
         self.stream.flush()
 
+    def make_room(self) -> None:
+        """Clear the line, so that text written next starts at its beginning (the next frame redraws it)."""
+        if self.shown and self.width:
+            self.stream.write("\r" + " " * self.width + "\r")
+            self.stream.flush()
+            self.width = 0
+
     def close(self) -> None:
         if self.shown:
             self.stream.write("\n")

@@ -10,7 +10,7 @@ import ray
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from lumi.errors import Busy, LumiError, TraceError, UnsupportedOperation
 from lumi.graph.tensor import CELL_FILENAME
-from lumi.runtime import jobs
+from lumi.runtime import jobs, output
 from lumi.runtime.dispatcher import get_dispatcher
 from lumi.runtime.options import GpuRequest
 
@@ -39,8 +39,9 @@ def _submit(submission: jobs.Submission, wait: bool, view) -> jobs.Job:
 countdown_sleep = time.sleep  # the Busy countdown's wait (tests interrupt it)
 
 
-def _follow(job: jobs.Job, timeout: float | None, view):
-    """Wait for the job while updating the view at least twice a second (a Ctrl-C is handled by ``_run``)."""
+def _follow(job: jobs.Job, timeout: float | None, view, echo: bool = False):
+    """Wait for the job while updating the view at least twice a second (a Ctrl-C is handled by ``_run``);
+    with ``echo`` (a Python job), print what it prints as it goes."""
     start = time.monotonic()
     while True:
         ready, _ = ray.wait([job.waiter()], timeout=0.25)
@@ -49,16 +50,35 @@ def _follow(job: jobs.Job, timeout: float | None, view):
         if ready:
             break
         view.show(job.progress(), elapsed)
+        if echo:
+            _echo(view, job.new_output())
         if timeout is not None and elapsed > timeout:
             job.cancel()
             raise LumiError(f"the cell did not finish within --timeout {timeout:g} s and was cancelled")
     try:
         value = job.outputs()
     except Exception:  # failed, or cancelled elsewhere (a KeyboardInterrupt is _run's)
-        _show_final(view, job.progress, start)
+        _finish(job, view, start, echo)
         raise
-    _show_final(view, job.progress, start)
+    _finish(job, view, start, echo)
     return value
+
+
+def _finish(job: jobs.Job, view, start: float, echo: bool) -> None:
+    """The rest of what the job printed, then the view's last frame; a dispatcher or display hiccup here never
+    replaces the cell's own outcome."""
+    if echo:
+        with contextlib.suppress(LumiError, ray.exceptions.RayError):
+            _echo(view, job.new_output())
+    _show_final(view, job.progress, start)
+
+
+def _echo(view, chunks: list[tuple[str, str]]) -> None:
+    """Write what the job printed to this cell's own stdout and stderr (clearing a text progress line first)."""
+    if not chunks:
+        return
+    view.make_room()
+    output.write(chunks)
 
 
 def _show_final(view, info, start: float) -> None:
@@ -197,7 +217,7 @@ def _run(spec: dict, args, shell, outputs: int | None):
     try:
         view = job_view(shell)
         job = _submit(submission, args.wait, view)
-        return _follow(job, args.timeout, view)
+        return _follow(job, args.timeout, view, echo=spec["kind"] == "python")
     except KeyboardInterrupt:
         for wait in (jobs.CANCEL_WAIT_S, 0.0, 0.0):  # another Ctrl-C meanwhile only stops the waiting
             try:

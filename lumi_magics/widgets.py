@@ -52,6 +52,9 @@ class JobPanel:
     def show(self, info: dict | None, elapsed: float, note: str | None = None, final: bool = False) -> None:
         self.table.value = render(info, elapsed, note)
 
+    def make_room(self) -> None:
+        pass  # printed text goes below the widget
+
     def close(self) -> None:
         pass
 

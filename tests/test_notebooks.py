@@ -13,7 +13,8 @@ from nbclient import NotebookClient
 
 ROOT = pathlib.Path(__file__).parent.parent
 # The notebooks of the repository, in order: not whatever .ipynb happens to lie in notebooks/.
-NOTEBOOKS = ["01-quickstart", "02-deploy-an-endpoint", "03-fair-scheduling-and-cost", "04-kernel-fusion"]
+NOTEBOOKS = ["01-quickstart", "02-deploy-an-endpoint", "03-fair-scheduling-and-cost", "04-kernel-fusion",
+             "05-fan-out-and-store"]
 
 
 @pytest.fixture(scope="module")

@@ -32,6 +32,10 @@ def __getattr__(name: str):
         from .runtime import fanout
 
         return getattr(fanout, name)
+    if name in ("schedule", "schedules", "Schedule"):
+        from . import cron
+
+        return getattr(cron, name)
     if name in ("Dict", "Queue", "Volume"):  # the store loads Ray and fsspec
         from . import storage
 
@@ -58,6 +62,7 @@ __all__ = [
     "LumiError",
     "Plan",
     "Queue",
+    "Schedule",
     "ShapeError",
     "Tensor",
     "TraceError",
@@ -68,6 +73,8 @@ __all__ = [
     "from_onnx",
     "load",
     "nn",
+    "schedule",
+    "schedules",
     "spec",
     "submit",
     "to_onnx",

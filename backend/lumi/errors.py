@@ -144,3 +144,12 @@ class MapItemError(ExecutionError):
 
     def __reduce__(self):
         return type(self), (self.index, self.remote)
+
+
+# -- schedules (lumi.schedule) ------------------------------------------------------------------------------
+class ScheduleError(LumiError, ValueError):
+    """A schedule that cannot be made as asked: a bad cron expression, name, policy or target."""
+
+
+class ScheduleNotFound(NotFound):
+    """No schedule of that name that the caller may see (missing, or another tenant's: one message for both)."""

@@ -26,3 +26,20 @@ def test_remote_cell_streams_widget_updates_before_it_finishes(ray_cluster, lumi
     assert any("CPU fallback" in s or "GPU" in s for s in states)
     out = kernels.execute(client, "print(z)")
     assert any(m["msg_type"] == "stream" and m["content"]["text"].strip() == "3.0" for m in out)
+
+
+@pytest.mark.slow
+def test_a_python_cells_first_print_shows_before_the_cell_finishes(ray_cluster, lumi_home, kernels):
+    address = ray_cluster.get_runtime_context().gcs_address
+    client = kernels.start({**os.environ, "LUMI_HOME": lumi_home, "LUMI_RAY_ADDRESS": address})
+    kernels.execute(client, "%load_ext lumi_magics")
+    messages = kernels.execute(client, "%%remote --python\nimport time, warnings\nprint('first line', flush=True)\n"
+                                       "time.sleep(4)\nwarnings.warn('late warning')\nprint('second line')\nz = 1")
+    streams = [(i, m["content"]["name"], m["content"]["text"]) for i, m in enumerate(messages)
+               if m["msg_type"] == "stream"]
+    first = next(i for i, _, text in streams if "first line" in text)
+    running_after = [i for i, m in enumerate(messages) if m["msg_type"] == "comm_msg" and i > first
+                     and "running" in str(m["content"]["data"].get("state"))]
+    assert running_after, "the first print came only after the job had stopped running"
+    assert any(name == "stdout" and "second line" in text for _, name, text in streams)
+    assert any(name == "stderr" and "late warning" in text for _, name, text in streams)

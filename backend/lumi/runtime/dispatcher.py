@@ -76,6 +76,7 @@ class _Job:
     refs: tuple | None = None  # (reading, result) of the running attempt
     result: object = None  # the result ObjectRef until a waiter takes it
     value: object = None  # the result itself when small enough to come with the reading
+    output: list | None = None  # what a Python job printed, once it has finished
     finished: asyncio.Event = field(default_factory=asyncio.Event)
 
     def public(self, position: int | None = None, tier_position: int | None = None) -> dict:
@@ -507,7 +508,7 @@ class Dispatcher:
         job.state, job.started_at, job.worker, job.device = "running", self._last_start, slot.id, slot.device
         job.attempts += 1
         self.pool.occupy(slot, job.id)
-        job.refs = tuple(slot.handle.run_job.remote(job.kind, job.program, *job.args, tenant=job.tenant))
+        job.refs = tuple(slot.handle.run_job.remote(job.kind, job.program, *job.args, tenant=job.tenant, job=job.id))
         self._changed()
         asyncio.get_running_loop().create_task(self._watch(job, slot, job.refs))
 
@@ -537,7 +538,7 @@ class Dispatcher:
         if job.state != "cancelled":
             job.state = "failed" if reading.get("error") else "done"
             job.error = reading.get("error")
-            job.result, job.value = result_ref, reading.get("value")
+            job.result, job.value, job.output = result_ref, reading.get("value"), reading.get("output")
             job.finished_at = time.time()
             self.counts[job.state] += 1
             job.finished.set()
@@ -650,13 +651,29 @@ class Dispatcher:
         return {"job": self._public(job), "worker": slot.snapshot(self._running()) if slot else None,
                 "price": self.config.price(job.device or ("CPU" if self.pool.fallback() else "GPU"))}
 
+    async def output(self, job_id: str, since: int = 0) -> list[tuple[str, str]]:
+        """What a Python job has printed from chunk ``since`` on: ``(stream, text)`` pairs, read from its worker
+        while it runs (none while it is queued)."""
+        job = self._job(job_id)
+        if job.output is not None:
+            return job.output[since:]
+        slot = self.pool.slots.get(job.worker) if job.state == "running" and job.worker else None
+        if slot is None:
+            return []
+        try:
+            chunks = await slot.handle.output.remote(job.id, since)
+        except ray.exceptions.RayError:  # the worker died: the job runs again elsewhere, or fails with the reason
+            return []
+        return chunks if chunks is not None else (job.output or [])[since:]
+
     async def wait(self, job_id: str) -> dict:
         """Wait until the job finishes; hand its result's ObjectRef over once (in a list)."""
         job = self._job(job_id)
         await job.finished.wait()
         result, job.result = job.result, None
         value, job.value = job.value, None
-        return {"job": self._public(job), "result": None if result is None else [result], "value": value}
+        return {"job": self._public(job), "result": None if result is None else [result], "value": value,
+                "output": job.output}
 
     async def jobs(self, limit: int = 200) -> list[dict]:
         return [self._public(j) for j in list(self.jobs.values())[::-1][:limit]]

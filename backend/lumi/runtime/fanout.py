@@ -34,7 +34,7 @@ import ray
 
 from ..errors import Busy, ExecutionError, LumiError, MapItemError
 from ..graph.ir import Graph
-from . import jobs
+from . import jobs, output
 from .cluster import ensure_connected
 from .dispatcher import FINAL, get_dispatcher
 from .options import GpuRequest, job_placement
@@ -190,7 +190,11 @@ class _Run:
             value, failed = (value[RESULT] if self.python else value), False
         except Exception as e:  # the job failed, was cancelled, or its result cannot be read here
             value, failed = MapItemError(slot.index, remote_message(e)), True
-        cost = slot.job.refresh()["cost"] or 0.0
+        record = slot.job.refresh()
+        if self.python:
+            with contextlib.suppress(LumiError, ray.exceptions.RayError):
+                output.write(output.tagged(slot.job.new_output(), f"[#{slot.index} on {record['worker']}] "))
+        cost = record["cost"] or 0.0
         self.finish(slot.index, value, failed, cost)
 
     def finish(self, index: int, value, failed: bool, cost: float) -> None:
@@ -278,11 +282,17 @@ def _caller(fn, star: bool, placement: dict) -> tuple[Callable, bool]:
     fn_ref, program = ray.put(data), ray.put((CALL_SOURCE, [RESULT]))
 
     def python_item(item):
-        args = tuple(item) if star else (item,)
-        inputs = ray.put({"__lumi_fn__": fn_ref, "__lumi_key__": key, "__lumi_args__": args})
-        return spec("python", program, [inputs], key, {}), None
+        return function_spec(fn_ref, key, tuple(item) if star else (item,), placement, program), None
 
     return python_item, True
+
+
+def function_spec(fn_ref: ray.ObjectRef, key: str, args: tuple, placement: dict, program=None) -> dict:
+    """A kind "python" job spec that calls the cloudpickled function in ``fn_ref`` with ``args`` on a worker
+    (through :func:`call_item`, which unpickles it there, as the job's tenant)."""
+    inputs = ray.put({"__lumi_fn__": fn_ref, "__lumi_key__": key, "__lumi_args__": args})
+    return {"kind": "python", "program": program or ray.put((CALL_SOURCE, [RESULT])), "args": [inputs], "key": key,
+            "work": {}, **placement, "estimate": None}
 
 
 def _start(fn, items: Iterable, star: bool, tier, tenant, gpu, ordered: bool, return_exceptions: bool,

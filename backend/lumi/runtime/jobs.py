@@ -101,10 +101,13 @@ def _spec(kind, program, args, key, work, tier=None, tenant=None, gpu=None, labe
             **job_placement(gpu, tier, tenant), "label": label or kind, "estimate": estimate}
 
 
-def call(ref):
-    """``ray.get`` a dispatcher call, re-raising Lumi's own errors (``Busy`` with its retry time) plainly."""
+def call(ref, timeout: float | None = None):
+    """``ray.get`` a dispatcher call, re-raising Lumi's own errors (``Busy`` with its retry time) plainly;
+    past ``timeout`` seconds, a LumiError."""
     try:
-        return ray.get(ref)
+        return ray.get(ref, timeout=timeout)
+    except ray.exceptions.GetTimeoutError:
+        raise LumiError(f"the dispatcher did not answer within {timeout:g} s") from None
     except ray.exceptions.RayTaskError as e:
         cause = e.cause
         if isinstance(cause, Busy):
@@ -301,6 +304,8 @@ class Job:
         self._outputs = outputs  # graph jobs: how many outputs (one comes back bare, more as a tuple)
         self._waiter = None
         self._value = None
+        self._output: list | None = None  # a Python job's printed chunks, once it has finished
+        self._shown = 0  # chunks new_output() has handed out
 
     def refresh(self) -> dict:
         """The job's latest record (see the dispatcher contract)."""
@@ -333,7 +338,7 @@ class Job:
             if not ready:
                 raise JobTimeout(f"job {self.id} still {self.state} after {timeout:g} s; wait longer or cancel()")
             answer = call(self.waiter())
-            self._snapshot = answer["job"]
+            self._snapshot, self._output = answer["job"], answer.get("output")
             state, error = self._snapshot["state"], self._snapshot["error"]
             if state == "cancelled":
                 raise LumiError(f"job {self.id} was cancelled")
@@ -344,6 +349,16 @@ class Job:
                 raise value
             self._value = (value,)
         return self._value[0]
+
+    def new_output(self) -> list[tuple[str, str]]:
+        """What a Python job printed since the last call, as ``(stream, text)`` pairs (``stdout``, ``stderr``):
+        read from its worker while it runs, and the rest once it has finished (after :meth:`outputs`)."""
+        if self._output is not None:
+            chunks = self._output[self._shown:]
+        else:
+            chunks = call(self._dispatcher.output.remote(self.id, self._shown))
+        self._shown += len(chunks)
+        return chunks
 
     def result(self, timeout: float | None = None):
         """Wait for the outputs: one array, a tuple of arrays, or a Python job's dict of outputs."""

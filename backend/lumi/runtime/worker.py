@@ -16,6 +16,7 @@ from ..graph.fileformat import loads
 from ..graph.ir import Graph
 from .config import LOCAL_TENANT
 from .execute import default_target, execute, plan_for
+from .output import Output, captured
 from .python_cell import run_cell
 from .utilization import BusyMeter, device_name, sample
 
@@ -45,6 +46,7 @@ class Worker:
         self.host = socket.gethostname()
         self.meter = BusyMeter()
         self.held: _Held | None = None
+        self.output: Output | None = None  # what the running Python job has written
 
     @ray.method(concurrency_group="control")
     def info(self) -> dict:
@@ -57,6 +59,12 @@ class Worker:
         lease = None if held is None else {"id": held.lease, "batches": held.batches, "gpu_seconds": held.seconds,
                                            "idle_for": time.monotonic() - held.last_used}
         return {**sample(self.meter, self.device), "lease": lease}
+
+    @ray.method(concurrency_group="control")
+    def output(self, job: str, since: int = 0) -> list[tuple[str, str]] | None:
+        """What Python job ``job`` has written from chunk ``since`` on; None when it is not the one running."""
+        output = self.output
+        return output.since(since) if output is not None and output.job == job else None
 
     @ray.method(concurrency_group="lease")
     def hold(self, lease: str, data: bytes) -> dict:
@@ -92,19 +100,23 @@ class Worker:
         return reading, result
 
     @ray.method(num_returns=2)
-    def run_job(self, kind: str, program, *args, tenant: str = LOCAL_TENANT):
+    def run_job(self, kind: str, program, *args, tenant: str = LOCAL_TENANT, job: str | None = None):
         """Run a job; return ``(meter reading, result)`` so the scheduler sees only the small part.
 
         ``kind`` "graph": ``program`` is a Graph and ``args`` its input arrays; the result is the
         list of outputs (also in the reading as ``value`` when at most INLINE_BYTES).
         ``kind`` "python": ``program`` is ``(source, output names)`` and ``args``
-        holds the inputs dict; the result is the dict of outputs. A failure comes back as the
-        exception in place of the result (and its message in the reading), so the run is still metered.
-        While it runs, ``LUMI_TENANT`` is the job's tenant: the stores it opens are that tenant's.
+        holds the inputs dict; the result is the dict of outputs, and what it printed is in the reading as
+        ``output`` (``(stream, text)`` chunks, also readable while it runs: :meth:`output`). A failure comes
+        back as the exception in place of the result (and its message in the reading), so the run is still
+        metered. While it runs, ``LUMI_TENANT`` is the job's tenant: the stores it opens are that tenant's.
         """
         os.environ["LUMI_TENANT"] = tenant  # jobs run one at a time on this thread
         if kind != "graph":
-            return self._metered(lambda: run_cell(program[0], args[0], program[1]))
+            with captured(job) as self.output:
+                reading, result = self._metered(lambda: run_cell(program[0], args[0], program[1]))
+            reading["output"] = self.output.chunks
+            return reading, result
         reading, result = self._metered(lambda: execute(program, args))
         if isinstance(result, list) and sum(a.nbytes for a in result) <= INLINE_BYTES:
             reading["value"] = result  # small: it travels with the reading, saving the waiter a fetch
