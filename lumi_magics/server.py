@@ -28,7 +28,8 @@ from lumi.runtime.config import setting
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 # panel section -> gateway route (the gateway contract in docs/architecture.md)
-SECTIONS = {"cluster": "/v1/cluster", "jobs": "/v1/jobs", "deployments": "/v1/endpoints", "costs": "/v1/costs"}
+SECTIONS = {"cluster": "/v1/cluster", "jobs": "/v1/jobs", "deployments": "/v1/endpoints", "costs": "/v1/costs",
+            "store": "/v1/store", "schedules": "/v1/schedules"}
 COST_SERIES_POINTS = 120
 _CONNECT_TIMEOUT_S = 2.0
 _REQUEST_TIMEOUT_S = 10.0
@@ -126,7 +127,7 @@ async def snapshot(sections: tuple[str, ...] = tuple(SECTIONS)) -> dict:
 
 
 class SnapshotHandler(APIHandler):
-    """``GET /lumi/api/snapshot``: cluster, jobs, deployments and costs in one answer."""
+    """``GET /lumi/api/snapshot``: every section (cluster, jobs, deployments, costs, store, schedules) in one answer."""
 
     @tornado.web.authenticated
     async def get(self):
@@ -134,7 +135,7 @@ class SnapshotHandler(APIHandler):
 
 
 class SectionHandler(APIHandler):
-    """``GET /lumi/api/{cluster,jobs,deployments,costs}``: one section."""
+    """``GET /lumi/api/{cluster,jobs,deployments,costs,store,schedules}``: one section."""
 
     @tornado.web.authenticated
     async def get(self, section: str):

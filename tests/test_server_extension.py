@@ -9,18 +9,21 @@ wrap every test of the session, and break Playwright's in the browser tests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
+import uuid
 
 import lumi
 import numpy as np
 import pytest
+import ray
 from pytest_jupyter.jupyter_server import *  # noqa: F403  (fixtures: jp_fetch and what it needs)
 from tornado.httpclient import HTTPClientError
 
 from lumi_magics.server import cost_series
 
-SECTIONS = ("cluster", "jobs", "deployments", "costs")
+SECTIONS = ("cluster", "jobs", "deployments", "costs", "store", "schedules")
 
 
 @pytest.fixture(autouse=True)
@@ -191,3 +194,29 @@ def test_cancel_from_the_panel_and_gateway_errors_are_passed_on(fetch, gateway, 
     assert e.value.code == 404
     answer = post(fetch, "jobs", finished_job.id, "cancel")  # finished: cancelling changes nothing
     assert answer["connected"] is True and answer["result"]["state"] == "done"
+
+
+@pytest.mark.slow
+def test_store_and_schedules_sections_proxy_the_real_gateway(fetch, gateway):
+    tenant = f"panel-{uuid.uuid4().hex[:8]}"
+    d = lumi.Dict("notes", tenant=tenant)
+    d["a"], d["b"] = 1, np.ones(8)
+    lumi.Queue("jobs", tenant=tenant, maxsize=9).put(1)
+    lumi.Volume("files", tenant=tenant).write_text("x.txt", "hi")
+    sched = lumi.schedule(lambda: None, cron="0 4 * * *", name="nightly", tenant=tenant)
+    try:
+        snap = get(fetch, "snapshot")
+        assert snap["errors"] == {}
+        mine = lambda rows: [r for r in rows if r["tenant"] == tenant]  # noqa: E731
+        assert [(r["name"], r["keys"]) for r in mine(snap["store"]["dicts"])] == [("notes", 2)]
+        assert [(r["name"], r["length"], r["maxsize"]) for r in mine(snap["store"]["queues"])] == [("jobs", 1, 9)]
+        assert [(r["name"], r["files"]) for r in mine(get(fetch, "store")["store"]["volumes"])] == [("files", 1)]
+        row = next(r for r in get(fetch, "schedules")["schedules"]["schedules"] if r["tenant"] == tenant)
+        assert (row["name"], row["cron"], row["state"]) == ("nightly", "0 4 * * *", "active")
+        assert row["next_run"] > snap["time"] and row["runs"] == []
+    finally:
+        sched.delete()
+        for kind in ("dict", "queue"):
+            with contextlib.suppress(ValueError):
+                ray.kill(ray.get_actor(f"lumi-{kind}:{tenant}:{'notes' if kind == 'dict' else 'jobs'}",
+                                       namespace="lumi"), no_restart=True)

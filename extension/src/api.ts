@@ -111,6 +111,48 @@ export interface ICosts {
   series: [number, number][];
 }
 
+/** One store (`lumi.Dict`, `lumi.Queue`, `lumi.Volume`) as the gateway's `/v1/store` lists it. */
+export interface IStoreRow {
+  name: string;
+  tenant: string;
+  /** What its items take in the store's folder. */
+  bytes: number;
+}
+
+export interface IStore {
+  dicts: (IStoreRow & { keys: number })[];
+  queues: (IStoreRow & { length: number; maxsize: number | null })[];
+  volumes: (IStoreRow & { files: number })[];
+}
+
+export type RunState = JobState | 'refused';
+
+/** One firing of a schedule. */
+export interface IScheduleRun {
+  /** Unix seconds. */
+  at: number;
+  job: string | null;
+  state: RunState;
+  seconds: number;
+  cost: number;
+  error: string | null;
+}
+
+export interface ISchedule {
+  name: string;
+  tenant: string;
+  cron: string;
+  state: 'active' | 'paused';
+  /** Unix seconds; null when it will not run (paused). */
+  next_run: number | null;
+  /** What it runs, e.g. "function sweep" or "endpoint scorer". */
+  target: string;
+  tier: string;
+  missed: 'skip' | 'once';
+  /** Oldest first, at most 20. */
+  runs: IScheduleRun[];
+}
+
 export interface IConnected {
   connected: true;
   gateway: string;
@@ -120,6 +162,8 @@ export interface IConnected {
   jobs?: IJob[];
   deployments?: IDeployment[];
   costs?: ICosts;
+  store?: IStore;
+  schedules?: { schedules: ISchedule[] };
   /** Section -> why the gateway did not give it. */
   errors: Record<string, string>;
 }

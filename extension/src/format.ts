@@ -47,3 +47,11 @@ export function percent(fraction: number | null | undefined): string {
 export function jobElapsed(job: IJob, now: number): number | null {
   return job.submitted_at === null ? null : (job.finished_at ?? now) - job.submitted_at;
 }
+
+/** When `at` is, seen from `now` (both unix seconds): "in 42 s", "3.5 s ago". */
+export function relative(at: number | null | undefined, now: number): string {
+  if (at === null || at === undefined) {
+    return '—';
+  }
+  return at >= now ? `in ${duration(at - now)}` : `${duration(now - at)} ago`;
+}

@@ -20,7 +20,7 @@ const lumiIcon = new LabIcon({
 
 const plugin: JupyterFrontEndPlugin<void> = {
   id: 'lumi-panel:plugin',
-  description: 'Lumi sidebar: cluster, queue, deployments and cost, live.',
+  description: 'Lumi sidebar: cluster, queue, schedules, deployments, store and cost, live.',
   autoStart: true,
   optional: [ICommandPalette, ILayoutRestorer],
   activate: (app: JupyterFrontEnd, palette: ICommandPalette | null, restorer: ILayoutRestorer | null) => {
@@ -30,7 +30,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     restorer?.add(panel, panel.id);
     app.commands.addCommand(OPEN, {
       label: 'Lumi: Open panel',
-      caption: 'Show the Lumi sidebar (cluster, queue, deployments, cost)',
+      caption: 'Show the Lumi sidebar (cluster, queue, schedules, deployments, store, cost)',
       icon: lumiIcon,
       execute: () => app.shell.activateById(panel.id)
     });

@@ -3,7 +3,18 @@ import { Poll } from '@lumino/polling';
 import { Widget } from '@lumino/widgets';
 
 import { type IConnected, type IJob, postAction, requestAPI, type Snapshot } from './api';
-import { h, type IHistory, withCode, renderCluster, renderCosts, renderDeployments, renderQueue, sectionError } from './render';
+import {
+  h,
+  type IHistory,
+  withCode,
+  renderCluster,
+  renderCosts,
+  renderDeployments,
+  renderQueue,
+  renderSchedules,
+  renderStore,
+  sectionError
+} from './render';
 
 /** Refresh at most this often while the panel is visible. */
 export const REFRESH_MS = 2000;
@@ -15,7 +26,7 @@ export class LumiPanel extends Widget {
     super();
     this.id = 'lumi-panel';
     this.addClass('lumi-Panel');
-    this.title.caption = 'Lumi: cluster, queue, deployments and cost';
+    this.title.caption = 'Lumi: cluster, queue, schedules, deployments, store and cost';
     this._status = h('div', { class: 'lumi-Status' });
     this._body = h('div', { class: 'lumi-Body' });
     this.node.append(
@@ -86,11 +97,13 @@ export class LumiPanel extends Widget {
   }
 
   private _sections(s: IConnected): HTMLElement[] {
-    const or = (name: string, title: string, render: () => HTMLElement) =>
-      s.errors[name] ? sectionError(name, title, s.errors[name]) : render();
-    return [
+    // a section the answer lacks (an older server extension) is left out
+    const or = (name: keyof IConnected & string, title: string, render: () => HTMLElement) =>
+      s.errors[name] ? sectionError(name, title, s.errors[name]) : s[name] === undefined ? null : render();
+    const sections = [
       or('cluster', 'Cluster', () => renderCluster(s.cluster!, this._history)),
       or('jobs', 'Queue', () => renderQueue(s.jobs!, s.time, job => void this._cancel(job))),
+      or('schedules', 'Schedules', () => renderSchedules(s.schedules!.schedules, s.time)),
       or('deployments', 'Deployments', () =>
         renderDeployments(
           s.deployments!,
@@ -98,8 +111,10 @@ export class LumiPanel extends Widget {
           d => void this._act(`deployments/${encodeURIComponent(d.name)}/scale`, { replicas: 0 }, `Scaled ${d.name} to zero`)
         )
       ),
+      or('store', 'Store', () => renderStore(s.store!)),
       or('costs', 'Cost', () => renderCosts(s.costs!))
     ];
+    return sections.filter((e): e is HTMLElement => e !== null);
   }
 
   /** Keep the last readings of each worker for its sparklines. */

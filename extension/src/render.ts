@@ -1,6 +1,6 @@
 // Pure DOM rendering of the panel's sections from a snapshot; no state, no requests.
-import type { ICluster, ICosts, IDeployment, IJob, IWorker } from './api';
-import { duration, jobElapsed, money, percent } from './format';
+import type { ICluster, ICosts, IDeployment, IJob, ISchedule, IStore, IStoreRow, IWorker, JobState } from './api';
+import { duration, jobElapsed, money, percent, relative } from './format';
 
 type Child = Node | string | number | null | undefined | false;
 type Attrs = Record<string, string | number | boolean | ((event: Event) => void) | undefined>;
@@ -230,34 +230,127 @@ export function renderCluster(cluster: ICluster, history: Map<string, IHistory>)
 const ACTIVE: ReadonlySet<string> = new Set(['queued', 'running']);
 const FINISHED_SHOWN = 20;
 
-export function renderQueue(jobs: IJob[], now: number, onCancel: (job: IJob) => void): HTMLElement {
-  const active = jobs.filter(j => ACTIVE.has(j.state));
-  const finished = jobs.filter(j => !ACTIVE.has(j.state)).slice(0, FINISHED_SHOWN);
-  const rows = [...active, ...finished].map(job =>
+/** The label backend/lumi/runtime/fanout.py gives each item's job of a `lumi.map`: "<prefix> #<index>". */
+const MAP_ITEM = /^(lumi\.map .+ \([0-9a-f]{8}\)) #\d+$/;
+
+/** The item jobs of one `lumi.map` that the listing holds (newest first, as listed). */
+export interface IMapJobs {
+  prefix: string;
+  jobs: IJob[];
+}
+
+/** The jobs with each map's item jobs gathered into one entry, in the place of its newest item. */
+export function groupMaps(jobs: IJob[]): (IJob | IMapJobs)[] {
+  const maps = new Map<string, IMapJobs>();
+  const entries: (IJob | IMapJobs)[] = [];
+  for (const job of jobs) {
+    const prefix = job.label?.match(MAP_ITEM)?.[1];
+    const map = prefix === undefined ? undefined : maps.get(prefix);
+    if (prefix === undefined) {
+      entries.push(job);
+    } else if (map) {
+      map.jobs.push(job);
+    } else {
+      const entry = { prefix, jobs: [job] };
+      maps.set(prefix, entry);
+      entries.push(entry);
+    }
+  }
+  return entries;
+}
+
+const isMap = (entry: IJob | IMapJobs): entry is IMapJobs => 'prefix' in entry;
+const isActive = (entry: IJob | IMapJobs) => (isMap(entry) ? entry.jobs.some(j => ACTIVE.has(j.state)) : ACTIVE.has(entry.state));
+
+function renderJob(job: IJob, now: number, onCancel: (job: IJob) => void): HTMLElement {
+  return h(
+    'div',
+    { class: `lumi-Row lumi-Job lumi-mod-${job.state}`, 'data-job-id': job.id, 'data-state': job.state },
     h(
       'div',
-      { class: `lumi-Row lumi-Job lumi-mod-${job.state}`, 'data-job-id': job.id, 'data-state': job.state },
-      h(
-        'div',
-        { class: 'lumi-Row-head' },
-        h('span', { class: 'lumi-Row-name', title: job.id }, job.label || job.id.slice(0, 8)),
-        h('span', { class: `lumi-State lumi-mod-${job.state}`, title: job.error ?? '' }, job.state),
-        h('span', { class: 'lumi-Cost', title: `${job.gpu_seconds.toFixed(3)} s on ${job.device ?? '—'}` }, money(job.cost)),
-        ACTIVE.has(job.state)
-          ? h('button', { class: 'lumi-Button', title: `cancel job ${job.id}`, onclick: () => onCancel(job) }, 'Cancel')
-          : null
-      ),
-      h(
-        'div',
-        { class: 'lumi-Row-detail' },
-        `${job.tenant} · ${job.tier}`,
-        job.position === null ? '' : ` · position ${job.position}`,
-        ` · ${duration(jobElapsed(job, now))}`,
-        job.error ? h('div', { class: 'lumi-Error' }, job.error) : null
-      )
+      { class: 'lumi-Row-head' },
+      h('span', { class: 'lumi-Row-name', title: job.id }, job.label || job.id.slice(0, 8)),
+      h('span', { class: `lumi-State lumi-mod-${job.state}`, title: job.error ?? '' }, job.state),
+      h('span', { class: 'lumi-Cost', title: `${job.gpu_seconds.toFixed(3)} s on ${job.device ?? '—'}` }, money(job.cost)),
+      ACTIVE.has(job.state)
+        ? h('button', { class: 'lumi-Button', title: `cancel job ${job.id}`, onclick: () => onCancel(job) }, 'Cancel')
+        : null
+    ),
+    h(
+      'div',
+      { class: 'lumi-Row-detail' },
+      `${job.tenant} · ${job.tier}`,
+      job.position === null ? '' : ` · position ${job.position}`,
+      ` · ${duration(jobElapsed(job, now))}`,
+      job.error ? h('div', { class: 'lumi-Error' }, job.error) : null
     )
   );
-  const hidden = jobs.length - rows.length;
+}
+
+/** One row for a whole `lumi.map`: a bar of its finished items over those listed so far, counts and summed cost. */
+function renderMap(map: IMapJobs, now: number): HTMLElement {
+  const count = (state: JobState) => map.jobs.filter(j => j.state === state).length;
+  const [done, failed, running, queued, cancelled] = (['done', 'failed', 'running', 'queued', 'cancelled'] as const).map(count);
+  const seen = map.jobs.length;
+  const finished = done + failed + cancelled;
+  const state = running + queued ? 'running' : failed ? 'failed' : cancelled ? 'cancelled' : 'done';
+  const cost = map.jobs.reduce((sum, j) => sum + j.cost, 0);
+  const start = Math.min(...map.jobs.map(j => j.submitted_at ?? now));
+  const end = running + queued ? now : Math.max(...map.jobs.map(j => j.finished_at ?? now));
+  const width = (n: number) => `width: ${((100 * n) / seen).toFixed(1)}%`;
+  const first = map.jobs[map.jobs.length - 1];
+  return h(
+    'div',
+    {
+      class: `lumi-Row lumi-Map lumi-mod-${state}`,
+      'data-map': map.prefix,
+      'data-state': state,
+      'data-seen': seen,
+      'data-done': done,
+      'data-failed': failed,
+      'data-running': running,
+      'data-queued': queued
+    },
+    h(
+      'div',
+      { class: 'lumi-Row-head' },
+      h('span', { class: 'lumi-Row-name', title: `${map.prefix}: one job per item` }, map.prefix),
+      h('span', { class: `lumi-State lumi-mod-${state}` }, state),
+      h('span', { class: 'lumi-Cost', title: `summed over its ${seen} item jobs` }, money(cost))
+    ),
+    h(
+      'div',
+      {
+        class: 'lumi-Progress',
+        role: 'progressbar',
+        'aria-valuemin': 0,
+        'aria-valuemax': seen,
+        'aria-valuenow': finished,
+        title: `${finished} of the ${seen} items submitted so far have finished (the map submits as it goes)`
+      },
+      h('div', { class: 'lumi-Progress-done', style: width(done) }),
+      h('div', { class: 'lumi-Progress-failed', style: width(failed + cancelled) })
+    ),
+    h(
+      'div',
+      { class: 'lumi-Row-detail lumi-Stats' },
+      h('span', { class: 'lumi-Stat lumi-Map-fraction', 'data-stat': 'finished' }, `${finished}/${seen}`),
+      Object.entries({ done, failed, running, queued, cancelled })
+        .filter(([name, n]) => n > 0 || name !== 'cancelled')
+        .map(([name, n]) => h('span', { class: 'lumi-Stat', 'data-stat': name }, `${n} ${name}`)),
+      h('span', { class: 'lumi-Stat' }, `${first.tenant} · ${first.tier}`),
+      h('span', { class: 'lumi-Stat', 'data-stat': 'elapsed' }, duration(end - start))
+    )
+  );
+}
+
+/** Active jobs and maps first, then the newest finished; a `lumi.map`'s item jobs are one row. */
+export function renderQueue(jobs: IJob[], now: number, onCancel: (job: IJob) => void): HTMLElement {
+  const entries = groupMaps(jobs);
+  const active = entries.filter(isActive);
+  const finished = entries.filter(e => !isActive(e)).slice(0, FINISHED_SHOWN);
+  const rows = [...active, ...finished].map(e => (isMap(e) ? renderMap(e, now) : renderJob(e, now, onCancel)));
+  const hidden = entries.length - rows.length;
   return section(
     'queue',
     'Queue',
@@ -349,5 +442,93 @@ export function renderCosts(costs: ICosts): HTMLElement {
       breakdown('tier', costs.by_tier),
       breakdown('endpoint', costs.by_endpoint)
     )
+  );
+}
+
+type Column<T> = [heading: string, cell: (row: T) => string | number];
+
+function storeTable<T extends IStoreRow>(kind: string, title: string, rows: T[], columns: Column<T>[]): HTMLElement {
+  const all: Column<T>[] = [['name', r => r.name], ['tenant', r => r.tenant], ...columns, ['size', r => bytes(r.bytes)]];
+  return h(
+    'div',
+    { class: 'lumi-Store', 'data-store': kind },
+    h('h4', {}, title),
+    rows.length
+      ? h(
+          'table',
+          { class: 'lumi-Table' },
+          h('thead', {}, h('tr', {}, all.map(([heading]) => h('th', { 'data-col': heading }, heading)))),
+          h(
+            'tbody',
+            {},
+            rows.map(r =>
+              h(
+                'tr',
+                { 'data-name': r.name, 'data-tenant': r.tenant },
+                all.map(([heading, cell]) => h('td', { 'data-col': heading, title: heading === 'name' ? r.name : undefined }, cell(r)))
+              )
+            )
+          )
+        )
+      : h('p', { class: 'lumi-Empty' }, 'none')
+  );
+}
+
+export function renderStore(store: IStore): HTMLElement {
+  const empty = !store.dicts.length && !store.queues.length && !store.volumes.length;
+  return section(
+    'store',
+    'Store',
+    empty
+      ? h('p', { class: 'lumi-Empty' }, 'Nothing stored yet: a lumi.Dict, lumi.Queue or lumi.Volume shows here.')
+      : [
+          storeTable('dicts', 'Dicts', store.dicts, [['keys', d => d.keys]]),
+          storeTable('queues', 'Queues', store.queues, [['length', q => (q.maxsize === null ? q.length : `${q.length}/${q.maxsize}`)]]),
+          storeTable('volumes', 'Volumes', store.volumes, [['files', v => v.files]])
+        ]
+  );
+}
+
+export function renderSchedules(schedules: ISchedule[], now: number): HTMLElement {
+  const rows = schedules.map(s => {
+    const last = s.runs.length ? s.runs[s.runs.length - 1] : null;
+    const paused = s.state === 'paused';
+    return h(
+      'div',
+      { class: `lumi-Row lumi-Schedule lumi-mod-${s.state}`, 'data-schedule': s.name, 'data-state': s.state, 'data-runs': s.runs.length },
+      h(
+        'div',
+        { class: 'lumi-Row-head' },
+        h('span', { class: 'lumi-Row-name', title: `${s.name} (${s.tenant})` }, s.name),
+        h('code', { class: 'lumi-Cron', title: `missed runs: ${s.missed}` }, s.cron),
+        paused ? h('span', { class: 'lumi-Badge lumi-mod-paused' }, 'paused') : null
+      ),
+      h(
+        'div',
+        { class: 'lumi-Row-detail lumi-Stats' },
+        h(
+          'span',
+          { class: 'lumi-Stat', 'data-stat': 'next', title: s.next_run === null ? '' : clock(s.next_run) },
+          paused ? 'paused' : s.next_run === null ? 'no next run' : `next ${relative(s.next_run, now)}`
+        ),
+        last
+          ? h(
+              'span',
+              { class: 'lumi-Stat', 'data-stat': 'last', title: `last run at ${clock(last.at)}` },
+              'last ',
+              h('span', { class: `lumi-State lumi-mod-${last.state}`, title: last.error ?? '' }, last.state),
+              ` ${duration(last.seconds)} · ${money(last.cost)}`
+            )
+          : h('span', { class: 'lumi-Stat', 'data-stat': 'last' }, 'not run yet'),
+        h('span', { class: 'lumi-Stat', 'data-stat': 'runs' }, `${s.runs.length} run${s.runs.length === 1 ? '' : 's'}`)
+      ),
+      h('div', { class: 'lumi-Row-detail' }, `${s.target} · ${s.tenant} · ${s.tier}`),
+      last?.error ? h('div', { class: 'lumi-Error' }, last.error) : null
+    );
+  });
+  return section(
+    'schedules',
+    'Schedules',
+    rows.length ? rows : h('p', { class: 'lumi-Empty' }, 'No schedules yet: lumi.schedule(fn, cron=...) adds one.')
   );
 }

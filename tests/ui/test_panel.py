@@ -150,3 +150,71 @@ def test_cluster_rows_say_what_each_worker_is_doing(page):
         screenshot(page, "panel-cluster-activity-light.png")
     finally:
         page.unroute(route)
+
+
+def _job(id_: str, label: str, state: str, cost: float = 0.0) -> dict:
+    now = time.time()
+    return {"id": id_, "tenant": "acme", "tier": "api", "state": state, "position": None, "tier_position": None,
+            "submitted_at": now - 30, "started_at": now - 20, "finished_at": None if state in ("queued", "running")
+            else now - 5, "gpu_seconds": 0.1, "cost": cost, "device": "CPU", "worker": None,
+            "error": "fn raised ValueError: bad item" if state == "failed" else None, "attempts": 1, "label": label}
+
+
+def test_a_map_with_failures_a_refused_schedule_run_and_an_older_server(page):
+    """Rendering what the real-backend tests (test_panel_views.py) do not reach: failed items in a map's bar,
+    a label that only looks like a map's, a schedule whose last run was refused, and a snapshot from an older
+    server extension (no store or schedules in it: those sections are left out, the rest still shows)."""
+    now = time.time()
+    prefix = "lumi.map score (0123abcd)"
+    jobs = [_job(f"m{i}", f"{prefix} #{i}", state, 0.25) for i, state in
+            enumerate(["running", "failed", "done", "done"])] + [_job("x1", "lumi.map score #3", "done")]
+    run = {"at": now - 60, "job": None, "state": "refused", "seconds": 0.0, "cost": 0.0,
+           "error": "tier 'api' is over its quota"}
+    schedule = {"name": "nightly", "tenant": "acme", "cron": "0 3 * * *", "state": "active", "next_run": now + 3725,
+                "target": "endpoint scorer", "tier": "api", "missed": "once", "runs": [run]}
+    snap = {**_snapshot(), "jobs": jobs, "schedules": {"schedules": [schedule]},
+            "store": {"dicts": [], "queues": [], "volumes": []}}
+    older = {k: v for k, v in snap.items() if k not in ("store", "schedules")}
+    route = "**/lumi/api/snapshot*"
+    shown = "#lumi-panel [data-section=\"schedules\"]"
+    for answer, ready in ((snap, f"!!document.querySelector('{shown} [data-schedule=\"nightly\"]')"),
+                          (older, f"!document.querySelector('{shown}')")):
+        page.route(route, _serve(answer))
+        try:
+            panel = open_panel(page)
+            page.wait_for_function(ready, timeout=10_000)
+            queue = panel.locator('[data-section="queue"]')
+            row = queue.locator(f'.lumi-Map[data-map="{prefix}"]')
+            assert row.get_attribute("data-state") == "running"
+            assert [row.get_attribute(f"data-{k}") for k in ("seen", "done", "failed", "running", "queued")] == [
+                "4", "2", "1", "1", "0"]
+            assert row.locator('[data-stat="finished"]').inner_text() == "3/4"
+            assert row.locator(".lumi-Cost").inner_text() == "$1.00"
+            assert _fraction(row.locator(".lumi-Progress-done")) == pytest.approx(0.5, abs=0.02)
+            assert _fraction(row.locator(".lumi-Progress-failed")) == pytest.approx(0.25, abs=0.02)
+            assert queue.locator('.lumi-Job[data-job-id="x1"]').count() == 1  # not a map's label: a job row
+            assert queue.locator(".lumi-Job").count() == 1
+            if answer is snap:
+                nightly = panel.locator('[data-section="schedules"] .lumi-Schedule[data-schedule="nightly"]')
+                assert nightly.locator('[data-stat="next"]').inner_text() == "next in 1 h 02 min"
+                assert nightly.locator(".lumi-State.lumi-mod-refused").count() == 1
+                assert "over its quota" in nightly.locator(".lumi-Error").inner_text()
+                assert nightly.locator('[data-stat="runs"]').inner_text() == "1 run"
+                assert "endpoint scorer" in nightly.inner_text()
+                assert "Nothing stored yet" in panel.locator('[data-section="store"]').inner_text()
+            else:
+                assert panel.locator('[data-section="store"]').count() == 0
+                assert panel.locator('[data-section="cluster"] .lumi-Worker').count() == 4
+        finally:
+            page.unroute(route)
+
+
+def _fraction(bar_part) -> float:
+    """How much of its progress bar a segment fills."""
+    return bar_part.evaluate("el => el.offsetWidth / el.parentElement.clientWidth")
+
+
+def _serve(snapshot: dict):
+    """A route handler answering ``snapshot``."""
+    body = json.dumps(snapshot)
+    return lambda route: route.fulfill(status=200, content_type="application/json", body=body)

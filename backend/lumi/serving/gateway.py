@@ -1,6 +1,6 @@
 """The HTTP gateway: FastAPI on uvicorn, running in the detached Ray actor ``"lumi-gateway"``.
 
-Routes: Lumi's ``/v1`` (endpoints, deploy, infer, rollback, scale, jobs, cluster, costs), the
+Routes: Lumi's ``/v1`` (endpoints, deploy, infer, rollback, scale, jobs, cluster, costs, store, schedules), the
 Open Inference Protocol's ``/v2`` (health, model metadata, readiness, infer), ``/openapi.json``.
 Every ``/v1`` route and the ``/v2/models`` routes need ``Authorization: Bearer <key>``; keys (hashed in
 ``$LUMI_HOME/keys.toml``) map to a tenant and the highest tier it may use. Another tenant's objects
@@ -10,7 +10,7 @@ if needed and writes ``$LUMI_HOME/gateway.json`` (0600) = ``{"url", "key", "key_
 
 In this module, top to bottom: body and error helpers, the auth dependency (``Auth``) and the service
 dependency (``Served``: the :class:`Service` in ``app.state``), the ``v1`` router (endpoints, inference,
-jobs, cluster, costs), the ``v2`` router (the Open Inference Protocol), :func:`create_app` (state,
+jobs, cluster, costs, store, schedules), the ``v2`` router (the Open Inference Protocol), :func:`create_app` (state,
 exception handlers, the OpenAPI document, both routers), then the actor and :func:`ensure_gateway`.
 """
 
@@ -36,10 +36,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
+from ..cron import listing as schedule_rows
 from ..errors import Busy, ExecutionError, Forbidden, LumiError, NotFound, QuotaExceeded, TamperedModel, TooLarge
 from ..graph.fileformat import parse_json
 from ..runtime.cluster import NAMESPACE, ensure_connected
 from ..runtime.config import SETTINGS, load_config, lumi_environment, setting
+from ..storage.catalog import stores
 from ..version import __version__
 from . import codec
 from .keys import Key, Keyring, admin_key, keys_path, write_private
@@ -291,6 +293,25 @@ async def costs(key: Auth, service: Served) -> dict:
                           if any(r.get(field.removeprefix("by_")) == k for r in records)}
     return {"total": sum(r.get("cost", 0.0) for r in records), "by_tenant": mine("by_tenant"),
             "by_tier": {}, "by_endpoint": mine("by_endpoint"), "records": records}
+
+
+# -- /v1 store, schedules (the panel's other views) --------------------------------------------------
+def _stores(tenant: str | None) -> dict:
+    return {f"{kind}s": stores(kind, tenant=tenant) for kind in ("dict", "queue", "volume")}
+
+
+@v1.get("/store", tags=["store"])
+async def store(key: Auth) -> dict:
+    """`{"dicts", "queues", "volumes"}`: one row per store (name, tenant, keys / length and maxsize / files,
+    bytes), read from the store's folder in a thread. Admins: every tenant's; others: their own."""
+    return await asyncio.to_thread(_stores, None if key.admin else key.tenant)
+
+
+@v1.get("/schedules", tags=["schedules"])
+async def schedules(key: Auth) -> dict:
+    """`{"schedules"}`: every schedule (cron, state, next run, target, its last runs). Admins: every tenant's;
+    others: their own."""
+    return {"schedules": await asyncio.to_thread(schedule_rows, None if key.admin else key.tenant)}
 
 
 # -- /v2: the Open Inference Protocol ---------------------------------------------------------------
