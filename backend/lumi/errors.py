@@ -153,3 +153,7 @@ class ScheduleError(LumiError, ValueError):
 
 class ScheduleNotFound(NotFound):
     """No schedule of that name that the caller may see (missing, or another tenant's: one message for both)."""
+
+
+class JournalError(LumiError):
+    """The dispatcher's journal could not be written (a full or read-only disk): the job was not accepted."""

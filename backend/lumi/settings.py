@@ -145,6 +145,9 @@ _DECLARED = [
     Setting("LUMI_MODEL_STORE", TEXT, lambda env: str(_home(env) / "models"),
             "The model store's root: a directory, or `s3://bucket/prefix` (s3fs reads the usual AWS variables)",
             shown="`$LUMI_HOME/models`"),
+    Setting("LUMI_JOURNAL", PATH, lambda env: _home(env) / "journal",
+            "Where the dispatcher journals accepted jobs and costs (SQLite, one file per dispatcher name); on a "
+            "cluster, a path on storage that survives the head node", shown="`$LUMI_HOME/journal`"),
     # the cluster and the local backend
     Setting("LUMI_RAY_ADDRESS", TEXT, None,
             "The Ray cluster to join (`ray://host:10001`, `auto`, `host:port`); when set, the gateway also asks "

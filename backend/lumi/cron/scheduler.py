@@ -74,7 +74,8 @@ class Scheduler:
         self.lock = threading.Lock()
         self.wake = threading.Event()
         self.records: dict[tuple[str, str], dict] = {}
-        self.waiting: dict[ray.ObjectRef, tuple[tuple[str, str], str]] = {}  # dispatcher.wait -> (schedule, job)
+        # dispatcher.wait -> (schedule, job id, the job's ObjectRefs: held for a restarted dispatcher to read)
+        self.waiting: dict[ray.ObjectRef, tuple[tuple[str, str], str, tuple]] = {}
         self._load()
         threading.Thread(target=self._keep_time, name="lumi-scheduler", daemon=True).start()
 
@@ -140,7 +141,7 @@ class Scheduler:
                 self.records[key] = record
                 for run in record["runs"]:
                     if run["state"] in ("queued", "running"):
-                        self.waiting[get_dispatcher().wait.remote(run["job"])] = (key, run["job"])
+                        self.waiting[get_dispatcher().wait.remote(run["job"])] = (key, run["job"], ())
                 if record["state"] == "active" and record["next_run"] < now - MISSED_GRACE_S:
                     self._missed(key, record, now)
 
@@ -196,10 +197,10 @@ class Scheduler:
                "error": "the previous run was still queued or running", "catch_up": catch_up}
         if not out:
             try:
-                dispatcher = get_dispatcher()
-                answer = jobs.call(dispatcher.submit.remote(self._spec(record)), SUBMIT_TIMEOUT_S)
+                dispatcher, spec = get_dispatcher(), jobs.with_id(self._spec(record))
+                answer = jobs.call(dispatcher.submit.remote(spec), SUBMIT_TIMEOUT_S)
                 run.update(job=answer["id"], state=answer["state"], error=None)
-                self.waiting[dispatcher.wait.remote(answer["id"])] = (key, answer["id"])
+                self.waiting[dispatcher.wait.remote(answer["id"])] = (key, answer["id"], jobs.spec_refs(spec))
             except LumiError as e:  # Busy, a refusal, an endpoint gone, the dispatcher not answering
                 run.update(state="refused", error=str(e))
         with self.lock:
@@ -208,7 +209,7 @@ class Scheduler:
                 self._save(key)
 
     def _finished(self, ref: ray.ObjectRef) -> None:
-        key, job_id = self.waiting.pop(ref)
+        key, job_id, _ = self.waiting.pop(ref)  # the run's ObjectRefs go with it
         try:
             job = jobs.call(ref)["job"]
             update = {"state": job["state"], "seconds": job["gpu_seconds"], "cost": job["cost"], "error": job["error"]}

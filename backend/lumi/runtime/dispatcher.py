@@ -27,10 +27,11 @@ from dataclasses import dataclass, field
 
 import ray
 
-from ..errors import Busy, LumiError
+from ..errors import Busy, JournalError, LumiError
 from . import metering
 from .cluster import NAMESPACE, ensure_connected, request_cluster_resources
-from .config import LOCAL_TENANT, load_config, lumi_environment
+from .config import LOCAL_TENANT, load_config, lumi_environment, setting
+from .journal import Journal
 from .options import GpuRequest
 from .pool import CPU, DEVICE, Lease, Pool, Slot
 from .queues import TenantQueue
@@ -48,6 +49,9 @@ LEASE_RETRY_AFTER_S = 2.0
 RECLAIM_IDLE_S = 1.0  # a queued job takes back a lease of its own tier or a lower one idle this long
 LEASE_MIN_S = 2.0  # a lease is never reclaimed sooner than this after its grant (no thrashing under contention)
 CPU_WORKER_KEEP_S = 30.0  # an unleased CPU worker is kept this long for the next lease, then stopped
+RESULT_GRACE_S = 30.0  # how long a result stays with the dispatcher after a waiter had it
+LOST_INPUTS = ("its inputs are gone: the process that submitted it has exited (or dropped them) and the dispatcher "
+               "restarted meanwhile; submit the job again")
 
 
 @dataclass(eq=False)
@@ -77,7 +81,12 @@ class _Job:
     result: object = None  # the result ObjectRef until a waiter takes it
     value: object = None  # the result itself when small enough to come with the reading
     output: list | None = None  # what a Python job printed, once it has finished
+    handed: bool = False  # a waiter has had the result
     finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def journal_record(self) -> dict:
+        """What the journal keeps of the job (its ObjectRefs go beside it)."""
+        return {**self.public(), "kind": self.kind, "key": self.key, "work": self.work, "gpu": self.gpu}
 
     def public(self, position: int | None = None, tier_position: int | None = None) -> dict:
         return {"id": self.id, "tenant": self.tenant, "tier": self.tier, "state": self.state,
@@ -171,12 +180,14 @@ class DeficitRoundRobin:
         return other
 
 
-@ray.remote(num_cpus=0, max_restarts=0)
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
 class Dispatcher:
-    """See the module docstring; every public method returns JSON-serialisable data."""
+    """See the module docstring; every public method returns JSON-serialisable data. Ray restarts it when it
+    dies, and retries the calls that were in flight then: the restarted one reads its journal back first."""
 
-    def __init__(self, env: dict | None = None, workers: int | None = None):
-        self.config = load_config({**os.environ, **(env or {})})
+    def __init__(self, env: dict | None = None, workers: int | None = None, name: str = NAME):
+        env = {**os.environ, **(env or {})}
+        self.config = load_config(env)
         self.tiers = self.config.tiers
         self.queues: dict[str, TenantQueue] = {t: TenantQueue() for t in self.tiers}
         self.drr = DeficitRoundRobin({t: tier.weight for t, tier in self.tiers.items()})
@@ -195,6 +206,38 @@ class Dispatcher:
         self._last_start = 0.0
         self._started = False
         self._growing = False
+        self._costs: list[metering.Record] = []  # metered, not yet journaled
+        self.journal = Journal(setting("LUMI_JOURNAL", env) / f"{name}.sqlite")
+        self._restore()
+
+    def _restore(self) -> None:
+        """Read the journal back: finished jobs keep their records, small results and output; queued and
+        running ones (and finished ones whose result nobody took and that was too big to journal) queue again,
+        in submission order; the cost ledger is counted again."""
+        for record in self.journal.cost_records():
+            self.ledger.restore(record)
+        for record, refs, value, output, taken in self.journal.jobs():
+            program, args = refs or (None, [])
+            job = _Job(id=record["id"], tenant=record["tenant"], tier=record["tier"], kind=record["kind"],
+                       program=program, args=list(args), key=record["key"], work=record["work"],
+                       estimate=record["estimate"], gpu=record["gpu"], label=record["label"],
+                       submitted_at=record["submitted_at"], attempts=record["attempts"])
+            self.jobs[job.id] = job
+            if record["tier"] not in self.queues:  # a tier the new configuration no longer has
+                record = {**record, "state": "failed", "error": f"its tier {record['tier']!r} no longer exists"}
+            again = record["state"] in ("queued", "running") or (
+                record["state"] == "done" and value is None and not taken and refs is not None)
+            if again:
+                self.queues[job.tier].append(job)
+                self.counts["requeued"] += 1
+                continue
+            for name in ("state", "started_at", "finished_at", "gpu_seconds", "cost", "device", "worker", "error"):
+                setattr(job, name, record[name])
+            job.value, job.output = value, output
+            job.program, job.args = None, []
+            job.finished.set()
+            self.finished.append(job.id)
+        self.counts["accepted"] = len(self.jobs)
 
     # -- admission ----------------------------------------------------------------------------
     def _occupancy(self) -> tuple[dict[str, int], int]:
@@ -255,11 +298,14 @@ class Dispatcher:
         if kind not in ("graph", "python"):
             raise LumiError(f"unknown job kind {kind!r}; use 'graph' or 'python'")
         self._check_gpus(spec.get("gpu"))
+        if spec.get("id") in self.jobs:  # the same submit again (Ray retries it across a restart): the same job
+            return self.jobs[spec["id"]].public()
         job = _Job(id=self._new_id(spec.get("id")), tenant=spec.get("tenant") or "local", tier=tier, kind=kind,
                    program=spec["program"], args=list(spec.get("args", [])), key=spec.get("key", ""),
                    work=dict(spec.get("work") or {}), estimate=0.0, gpu=spec.get("gpu"),
                    label=spec.get("label") or kind, submitted_at=time.time())
         job.estimate = float(spec.get("estimate") or self._estimate(job))
+        self.journal.accepted(job.journal_record(), job.program, job.args)  # refused (JournalError) unless written
         self.jobs[job.id] = job
         self.queues[tier].append(job)
         self.counts["accepted"] += 1
@@ -274,8 +320,6 @@ class Dispatcher:
             return uuid.uuid4().hex[:12]
         if not (isinstance(wanted, str) and 8 <= len(wanted) <= 32 and wanted.isalnum()):
             raise LumiError(f"a job id is 8-32 letters and digits, not {wanted!r}")
-        if wanted in self.jobs:
-            raise LumiError(f"job id {wanted!r} is taken; submit with a new one")
         return wanted
 
     def _estimate(self, job: _Job) -> float:
@@ -308,7 +352,10 @@ class Dispatcher:
 
     async def release(self, token: str, seconds: float, device: str, endpoint: str | None = None) -> dict:
         """Give the place back and meter ``seconds`` of execution on ``device``."""
-        return self._release(token, seconds, device, endpoint)
+        try:
+            return self._release(token, seconds, device, endpoint)
+        finally:
+            self._journal_costs()
 
     def _release(self, token: str, seconds: float, device: str, endpoint: str | None) -> dict:
         held = self.tokens.pop(token, None)
@@ -316,6 +363,7 @@ class Dispatcher:
             raise LumiError("unknown or expired admission token; acquire() a new one for each request")
         tenant, tier, _ = held
         record = self.ledger.add(tenant, tier, device, seconds, self.config.price(device), endpoint=endpoint)
+        self._costs.append(record)
         return {"cost": record.cost}
 
     async def release_many(self, items: list[tuple]) -> list:
@@ -326,7 +374,14 @@ class Dispatcher:
                 answers.append(self._release(*item))
             except LumiError as e:
                 answers.append(e)
+        self._journal_costs()
         return answers
+
+    def _journal_costs(self) -> None:
+        """Write the cost records metered since the last call, in one transaction."""
+        records, self._costs = self._costs, []
+        with contextlib.suppress(JournalError):  # metered already; a full disk loses the record, not the answer
+            self.journal.costs(records)
 
     # -- leases -------------------------------------------------------------------------------
     async def lease(self, spec: dict) -> dict:
@@ -518,6 +573,8 @@ class Dispatcher:
         except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as e:
             self._worker_lost(job, slot, e)
             return
+        except ray.exceptions.ObjectLostError:
+            reading = {"seconds": 0.0, "device": slot.device, "error": LOST_INPUTS}
         except Exception as e:  # cancelled before it started, or a failure outside the job itself
             reading = {"seconds": 0.0, "device": slot.device, "error": f"{type(e).__name__}: {e}"}
         finally:
@@ -530,6 +587,7 @@ class Dispatcher:
         job.gpu_seconds = seconds
         record = self.ledger.add(job.tenant, job.tier, job.device, seconds, self.config.price(job.device),
                                  job_id=job.id)
+        self._costs.append(record)
         job.cost = record.cost
         if seconds > 0 and job.key:
             self.measured[job.key] = metering.refine(self.measured.get(job.key), seconds)
@@ -543,6 +601,7 @@ class Dispatcher:
             self.counts[job.state] += 1
             job.finished.set()
             self._prune(job)
+        self._journal_end(job)
         self._changed()
 
     def _worker_lost(self, job: _Job, slot: Slot, error: Exception) -> None:
@@ -570,7 +629,14 @@ class Dispatcher:
         self.counts["failed"] += 1
         job.finished.set()
         self._prune(job)
+        self._journal_end(job)
         self._changed()
+
+    def _journal_end(self, job: _Job) -> None:
+        """Journal how ``job`` ended (with its small result and output) and the costs metered meanwhile."""
+        self._journal_costs()
+        with contextlib.suppress(JournalError):  # it ended; after a restart on a full disk it would run again
+            self.journal.ended(job.journal_record(), job.value, job.output)
 
     async def cancel(self, job_id: str) -> dict:
         """Cancel a queued or running job (a running one's worker is replaced if it does not stop)."""
@@ -586,6 +652,7 @@ class Dispatcher:
         self.counts["cancelled"] += 1
         job.finished.set()
         self._prune(job)
+        self._journal_end(job)
         self._changed()
         return self._public(job)
 
@@ -630,16 +697,21 @@ class Dispatcher:
         return job.public(*self._positions().get(job.id, (None, None)))
 
     def _job(self, job_id: str) -> _Job:
+        self._ensure_started()  # a restarted dispatcher hears first from clients asking about their jobs
         try:
             return self.jobs[job_id]
         except KeyError:
             raise LumiError(f"no job {job_id!r} (finished jobs are kept for the last {KEEP_FINISHED})") from None
 
     def _prune(self, job: _Job) -> None:
-        """Remember ``job`` as finished; forget the oldest finished ones past KEEP_FINISHED."""
+        """Remember ``job`` as finished; forget the oldest finished ones past KEEP_FINISHED (journal too)."""
         self.finished.append(job.id)
+        gone = []
         while len(self.finished) > KEEP_FINISHED:
-            self.jobs.pop(self.finished.popleft(), None)
+            gone.append(self.finished.popleft())
+            self.jobs.pop(gone[-1], None)
+        with contextlib.suppress(JournalError):
+            self.journal.forget(gone)
 
     async def status(self, job_id: str) -> dict:
         return self._public(self._job(job_id))
@@ -667,13 +739,23 @@ class Dispatcher:
         return chunks if chunks is not None else (job.output or [])[since:]
 
     async def wait(self, job_id: str) -> dict:
-        """Wait until the job finishes; hand its result's ObjectRef over once (in a list)."""
+        """Wait until the job finishes; hand over its result's ObjectRef (in a list) and its small result. Ray may
+        deliver a wait twice (a retry across a restart), so the result stays for RESULT_GRACE_S after the first
+        hand-over, then the dispatcher lets go of it."""
         job = self._job(job_id)
         await job.finished.wait()
-        result, job.result = job.result, None
-        value, job.value = job.value, None
+        result, value = job.result, job.value
+        if (result is not None or value is not None) and not job.handed:
+            job.handed = True
+            with contextlib.suppress(JournalError):
+                self.journal.taken(job.id)
+            asyncio.get_running_loop().call_later(RESULT_GRACE_S, self._let_go, job)
         return {"job": self._public(job), "result": None if result is None else [result], "value": value,
                 "output": job.output}
+
+    @staticmethod
+    def _let_go(job: _Job) -> None:
+        job.result = job.value = None
 
     async def jobs(self, limit: int = 200) -> list[dict]:
         return [self._public(j) for j in list(self.jobs.values())[::-1][:limit]]
@@ -708,7 +790,7 @@ def start_dispatcher(name: str, env: dict | None = None, workers: int | None = N
     options = dict(name=name, namespace=NAMESPACE, get_if_exists=True)
     if detached:
         options["lifetime"] = "detached"
-    return Dispatcher.options(**options).remote(env=env, workers=workers)
+    return Dispatcher.options(**options).remote(env=env, workers=workers, name=name)
 
 
 def get_dispatcher():

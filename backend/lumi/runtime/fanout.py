@@ -169,11 +169,11 @@ class _Run:
                 self.finish(index, MapItemError(index, f"{type(e).__name__}: {e}"), True, 0.0)
                 continue
             self.submitting = True  # a Ctrl-C from here on may leave jobs the driver has no handle of: swept
-            spec["label"] = f"{self.prefix} #{index}"
-            sent.append((index, item, outputs, self.dispatcher.submit.remote(spec)))
-        for index, item, outputs, ref in sent:
+            spec = jobs.with_id({**spec, "label": f"{self.prefix} #{index}"})
+            sent.append((index, item, outputs, spec, self.dispatcher.submit.remote(spec)))
+        for index, item, outputs, spec, ref in sent:
             try:
-                job = jobs.Job(jobs.call(ref), self.dispatcher, outputs)
+                job = jobs.Job(jobs.call(ref), self.dispatcher, outputs, keep=jobs.spec_refs(spec))
             except Busy as e:
                 self.retry.append((index, item))
                 self.retry_at = max(self.retry_at, time.monotonic() + e.retry_after)

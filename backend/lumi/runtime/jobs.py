@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import sys
 import threading
+import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -133,6 +134,18 @@ def submit_spec(spec: dict, dispatcher=None, outputs: int | None = None) -> Job:
         raise
 
 
+def with_id(spec: dict) -> dict:
+    """``spec`` with a job id of the client's choosing, so that a submit Ray retries across a dispatcher restart
+    makes one job, not two."""
+    return spec if spec.get("id") else {**spec, "id": uuid.uuid4().hex[:16]}
+
+
+def spec_refs(spec: dict) -> tuple:
+    """What a client holds while its job runs: the program and inputs, which a restarted dispatcher resolves
+    from this process (their owner) again."""
+    return (spec["program"], *spec["args"])
+
+
 CANCEL_WAIT_S = 5.0  # how long a Ctrl-C waits for the dispatcher to confirm a cancel before re-raising
 _POLL_S = 0.25
 
@@ -151,7 +164,7 @@ class Submission:
     """
 
     def __init__(self, spec: dict, dispatcher=None, outputs: int | None = None):
-        self.spec, self.outputs, self.dispatcher = spec, outputs, dispatcher
+        self.spec, self.outputs, self.dispatcher = with_id(spec), outputs, dispatcher
         self.job: Job | None = None  # set (by the helper) as soon as the dispatcher has answered
         self.cancelled: dict | None = None  # the dispatcher's record of the cancelled job
         self._lock = threading.Lock()
@@ -187,7 +200,7 @@ class Submission:
                 return
             self._sending = True
         try:
-            job = Job(call(dispatcher.submit.remote(self.spec)), dispatcher, self.outputs)
+            job = Job(call(dispatcher.submit.remote(self.spec)), dispatcher, self.outputs, keep=spec_refs(self.spec))
         except BaseException as e:  # Busy, a refusal: handed to the caller's thread, which raises it
             with self._lock:
                 self._error, self._sending = e, False
@@ -297,8 +310,9 @@ def submit(graph: Graph, *arrays, tier: str | None = None, tenant: str | None = 
 class Job:
     """A job on the dispatcher: live ``state``, ``position``, ``gpu_seconds``, ``cost``; ``result()``."""
 
-    def __init__(self, snapshot: dict, dispatcher, outputs: int | None = None):
+    def __init__(self, snapshot: dict, dispatcher, outputs: int | None = None, keep: tuple = ()):
         self.id = snapshot["id"]
+        self._keep = keep  # the spec's ObjectRefs, held until the result is in: a restarted dispatcher reads them
         self._dispatcher = dispatcher
         self._snapshot = snapshot
         self._outputs = outputs  # graph jobs: how many outputs (one comes back bare, more as a tuple)
@@ -342,12 +356,12 @@ class Job:
             state, error = self._snapshot["state"], self._snapshot["error"]
             if state == "cancelled":
                 raise LumiError(f"job {self.id} was cancelled")
-            if answer["result"] is None:
+            if answer["result"] is None and answer.get("value") is None:
                 raise LumiError(f"job {self.id} {state}: {error or 'its result was already taken by another caller'}")
             value = answer["value"] if answer.get("value") is not None else ray.get(answer["result"][0])
             if isinstance(value, BaseException):
                 raise value
-            self._value = (value,)
+            self._value, self._keep = (value,), ()
         return self._value[0]
 
     def new_output(self) -> list[tuple[str, str]]:

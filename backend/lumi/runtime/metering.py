@@ -71,7 +71,11 @@ class Ledger:
 
     def add(self, tenant: str, tier: str, device: str, seconds: float, price: float,
             job_id: str | None = None, endpoint: str | None = None) -> Record:
-        record = Record(time.time(), tenant, tier, endpoint, device, seconds, cost(seconds, price), job_id)
+        return self.restore(Record(time.time(), tenant, tier, endpoint, device, seconds, cost(seconds, price), job_id))
+
+    def restore(self, record: Record) -> Record:
+        """Count a record made before (read back from the journal) as :meth:`add` counted it."""
+        tenant, tier, endpoint, seconds = record.tenant, record.tier, record.endpoint, record.seconds
         self.records.append(record)
         self.total += record.cost
         self.by_tenant[tenant] = self.by_tenant.get(tenant, 0.0) + record.cost

@@ -104,7 +104,8 @@ class Worker:
         """Run a job; return ``(meter reading, result)`` so the scheduler sees only the small part.
 
         ``kind`` "graph": ``program`` is a Graph and ``args`` its input arrays; the result is the
-        list of outputs (also in the reading as ``value`` when at most INLINE_BYTES).
+        list of outputs (in the reading too, as ``value``, when at most INLINE_BYTES: small results travel
+        with the reading, and the dispatcher's journal keeps them).
         ``kind`` "python": ``program`` is ``(source, output names)`` and ``args``
         holds the inputs dict; the result is the dict of outputs, and what it printed is in the reading as
         ``output`` (``(stream, text)`` chunks, also readable while it runs: :meth:`output`). A failure comes
@@ -116,6 +117,8 @@ class Worker:
             with captured(job) as self.output:
                 reading, result = self._metered(lambda: run_cell(program[0], args[0], program[1]))
             reading["output"] = self.output.chunks
+            if isinstance(result, dict) and len(ray.cloudpickle.dumps(result)) <= INLINE_BYTES:
+                reading["value"] = result
             return reading, result
         reading, result = self._metered(lambda: execute(program, args))
         if isinstance(result, list) and sum(a.nbytes for a in result) <= INLINE_BYTES:

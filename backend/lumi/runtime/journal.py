@@ -1,0 +1,90 @@
+"""The dispatcher's journal: accepted jobs, how they ended, and every metered cost, in SQLite (WAL mode).
+
+The dispatcher writes a job here before it answers the submit, and again when the job finishes, is
+cancelled or fails; cost records go in as they are metered. When Ray restarts the dispatcher (or a new one
+starts under the same name) it reads the journal back: finished jobs with their small results and output,
+queued and running ones to run again, and the cost ledger. A job's program and input ObjectRefs are kept
+pickled out of band: Ray resolves them from their owner (the process that submitted the job) as long as it
+still holds them. The journal keeps the last ``keep`` finished jobs; cost records are kept whole.
+
+A journal that cannot be written (a full or read-only disk) raises :class:`JournalError`, so the
+dispatcher refuses the submit rather than accept a job it could lose.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import asdict
+from pathlib import Path
+
+import ray
+
+from ..errors import JournalError
+from .metering import Record
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL,
+                                 record TEXT NOT NULL, refs BLOB, value BLOB, output TEXT,
+                                 taken INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS costs (seq INTEGER PRIMARY KEY AUTOINCREMENT, record TEXT NOT NULL);
+"""
+
+
+class Journal:
+    """One dispatcher's journal file; every write is one transaction."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a committed write survives a crash
+            self.db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as e:
+            raise JournalError(f"the job journal at {path} cannot be opened ({e}); free the disk or set "
+                               "LUMI_JOURNAL to a writable path") from None
+
+    def _write(self, sql: str, rows: list[tuple]) -> None:
+        try:
+            with self.db:
+                self.db.executemany(sql, rows)
+        except sqlite3.Error as e:
+            raise JournalError(f"the job journal at {self.path} cannot be written ({e}); nothing was accepted. "
+                               "Free the disk or make it writable, then submit again") from None
+
+    def accepted(self, record: dict, program, args: list) -> None:
+        """A job was accepted (before the submit is answered)."""
+        refs = ray.cloudpickle.dumps((program, args))  # ObjectRefs out of band: resolvable after a restart
+        self._write("INSERT INTO jobs (id, record, refs) VALUES (?, ?, ?)", [(record["id"], json.dumps(record), refs)])
+
+    def ended(self, record: dict, value=None, output: list | None = None) -> None:
+        """A job finished, failed or was cancelled; its small result and its output go with it (its ObjectRefs
+        stay until the result is taken: a restart runs a finished job again whose big result nobody took)."""
+        self._write("UPDATE jobs SET record = ?, value = ?, output = ? WHERE id = ?",
+                    [(json.dumps(record), None if value is None else ray.cloudpickle.dumps(value),
+                      None if output is None else json.dumps(output), record["id"])])
+
+    def taken(self, job_id: str) -> None:
+        """A waiter took the job's result: a restart need not run it again for it (a small result stays, for a
+        wait that Ray retries because its answer was lost with the dispatcher)."""
+        self._write("UPDATE jobs SET refs = NULL, taken = 1 WHERE id = ?", [(job_id,)])
+
+    def costs(self, records: list[Record]) -> None:
+        if records:
+            self._write("INSERT INTO costs (record) VALUES (?)", [(json.dumps(asdict(r)),) for r in records])
+
+    def forget(self, job_ids: list[str]) -> None:
+        if job_ids:
+            self._write("DELETE FROM jobs WHERE id = ?", [(i,) for i in job_ids])
+
+    def jobs(self) -> list[tuple[dict, tuple | None, object, list | None, bool]]:
+        """Every job in submission order: ``(record, (program, args) or None, value or None, output or None,
+        taken)``."""
+        rows = self.db.execute("SELECT record, refs, value, output, taken FROM jobs ORDER BY seq").fetchall()
+        return [(json.loads(record), refs and ray.cloudpickle.loads(refs), value and ray.cloudpickle.loads(value),
+                 output and json.loads(output), bool(taken)) for record, refs, value, output, taken in rows]
+
+    def cost_records(self) -> list[Record]:
+        return [Record(**json.loads(r)) for (r,) in self.db.execute("SELECT record FROM costs ORDER BY seq")]

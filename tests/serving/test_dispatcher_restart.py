@@ -1,0 +1,69 @@
+"""The gateway rides through a dispatcher crash: Ray restarts the dispatcher, and the same gateway (not
+restarted) serves infer requests again, and its jobs, cluster and costs routes answer, with the costs
+metered before the crash still counted. Runs on a local backend of its own in a child process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
+
+SCRIPT = r"""
+import json, time
+from concurrent.futures import ThreadPoolExecutor
+import httpx, numpy as np, ray, lumi
+from lumi.runtime.cluster import connect
+from lumi.runtime.dispatcher import get_dispatcher
+from lumi.serving.endpoint import deploy
+from lumi.serving.gateway import ACTOR_NAME, ensure_gateway
+
+connect()
+gateway = ensure_gateway()
+graph = lumi.trace(lambda x: x * 2, lumi.spec(("batch", 4)))
+deploy(graph, "double", gateway["url"], gateway["key"], max_batch=8, scaledown_window=30)
+client = httpx.Client(base_url=gateway["url"], headers={"Authorization": f"Bearer {gateway['key']}"}, timeout=120)
+body = {"inputs": {"x": np.ones((2, 4), np.float32).tolist()}}
+assert client.post("/v1/endpoints/double/infer", json=body).status_code == 200
+time.sleep(0.5)
+before = client.get("/v1/costs").json()["by_endpoint"]["double"]
+gateway_actor = ray.get_actor(ACTOR_NAME, namespace="lumi")._actor_id.hex()
+
+ray.kill(get_dispatcher(), no_restart=False)
+start, statuses = time.monotonic(), []
+while time.monotonic() - start < 90:
+    r = client.post("/v1/endpoints/double/infer", json=body)
+    statuses.append([r.status_code, r.headers.get("retry-after")])
+    if r.status_code == 200:
+        assert np.asarray(list(r.json()["outputs"].values())[0]).tolist() == [[2.0] * 4] * 2, r.text
+        break
+    time.sleep(float(r.headers.get("retry-after") or 0.5))
+back = time.monotonic() - start
+with ThreadPoolExecutor(8) as pool:
+    after = [r.status_code for r in pool.map(lambda _: client.post("/v1/endpoints/double/infer", json=body), range(16))]
+routes = {route: client.get(route).status_code for route in ("/v1/jobs", "/v1/cluster", "/v1/costs")}
+costs = client.get("/v1/costs").json()["by_endpoint"]["double"]
+same = ray.get_actor(ACTOR_NAME, namespace="lumi")._actor_id.hex() == gateway_actor
+print("RESULT", json.dumps({"statuses": statuses, "back_s": back, "after": after, "routes": routes,
+                            "before": before, "costs": costs, "same_gateway": same}))
+"""
+
+
+def test_the_gateway_serves_again_after_the_dispatcher_restarts(fresh_home):
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "LUMI_RAY_ADDRESS")}
+    env.update(LUMI_HOME=str(fresh_home), LUMI_HEAD_CPUS="2", LUMI_HEAD_GPUS="1")
+    run = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=360)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    result = json.loads(run.stdout.split("RESULT ", 1)[1])
+    assert result["statuses"][-1][0] == 200, result["statuses"]
+    assert all(s == 200 or (s in (429, 503) and retry) for s, retry in result["statuses"]), result["statuses"]
+    assert result["after"] == [200] * 16, result["after"]
+    assert result["routes"] == {"/v1/jobs": 200, "/v1/cluster": 200, "/v1/costs": 200}
+    assert result["costs"] >= result["before"] > 0  # metered before the crash: still counted
+    assert result["same_gateway"]
+    print(f"\nserved again {result['back_s']:.1f} s after the dispatcher was killed; answers meanwhile: "
+          f"{[s for s, _ in result['statuses']]}")
