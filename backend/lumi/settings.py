@@ -182,7 +182,8 @@ _DECLARED = [
             shown="list prices (`runtime/config.py`)", toml="[prices] <DEVICE>"),
     # serving
     Setting("LUMI_GATEWAY_HOST", TEXT, "127.0.0.1", "The interface the gateway listens on (`0.0.0.0` on a head node)"),
-    Setting("LUMI_GATEWAY_PORT", PORT, 0, "The gateway's port", shown="`0` (any free port)"),
+    Setting("LUMI_GATEWAY_PORT", PORT, 0, "The gateway's port; `0`: the one `gateway.json` recorded when it is "
+            "free (the gateway keeps its address across restarts), else any free port", shown="`0`"),
     Setting("LUMI_MAX_BODY_BYTES", integer(1), 16 * MIB, "The largest inference request body (413 above)",
             shown="16 MiB"),
     Setting("LUMI_MAX_OUTPUT_BYTES", integer(1), 16 * MIB,

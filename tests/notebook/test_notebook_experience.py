@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 
 import lumi
 import numpy as np
@@ -51,8 +52,8 @@ def test_lumi_help_lists_every_subcommand_on_one_line_each(shell, capsys):
     listed = out.split("commands:\n", 1)[1].splitlines()
     names = [line.split()[0] for line in listed if line.strip()]
     # the order is the order the view modules were imported in (other tests may import one first)
-    assert sorted(names) == sorted(["status", "connect", "stop", "deployments", "dicts", "queues", "volumes", "jobs",
-                                    "costs", "cluster"])
+    assert sorted(names) == sorted(["status", "connect", "stop", "deployments", "dicts", "queues", "volumes",
+                                    "schedules", "jobs", "costs", "cluster"])
     assert all(len(line.split(maxsplit=1)) == 2 for line in listed if line.strip())
 
 
@@ -118,9 +119,11 @@ def test_an_unreachable_gateway_is_a_lumi_error_saying_how_to_start_it():
     with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    handle = lumi.Endpoint("mlp", url=f"http://127.0.0.1:{port}", key="k")
+    handle = lumi.Endpoint("mlp", url=f"http://127.0.0.1:{port}", key="k", reconnect_s=1.0)
+    start = time.monotonic()
     with pytest.raises(LumiError) as caught:
         handle(np.ones((1, 3), np.float32))
+    assert 1.0 <= time.monotonic() - start < 10  # retried for reconnect_s, then told
     message = str(caught.value)
     assert f"127.0.0.1:{port} does not answer" in message and "lumi serve" in message
     assert caught.value.__cause__ is None and caught.value.__suppress_context__  # no httpx traceback under it

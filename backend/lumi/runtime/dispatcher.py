@@ -400,7 +400,8 @@ class Dispatcher:
         gpu = spec.get("gpu")
         self._check_gpus(gpu)
         lease = Lease(uuid.uuid4().hex[:12], spec["endpoint"], int(spec["version"]), tier,
-                      spec.get("tenant") or LOCAL_TENANT, DEVICE if gpu else CPU, float(spec.get("window", 60.0)))
+                      spec.get("tenant") or LOCAL_TENANT, DEVICE if gpu else CPU, float(spec.get("window", 60.0)),
+                      owner=spec.get("owner") or "")
         ask = _Ask(lease, gpu, float(spec.get("cpus", 1.0)), asyncio.get_running_loop().create_future())
         self.asks.append(ask)
         self._dispatch()
@@ -438,6 +439,14 @@ class Dispatcher:
         slot = next((s for s in self.pool.leased() if s.lease.id == lease_id), None)
         if slot is not None:
             self._end_lease(slot)
+
+    async def drop_leases(self, owner: str) -> int:
+        """Take back every lease ``owner`` holds: a gateway that Ray restarted gives back what it held before it
+        died (its batches went with it). Returns how many."""
+        slots = [s for s in self.pool.leased() if s.lease.owner == owner]
+        for slot in slots:
+            self._end_lease(slot)
+        return len(slots)
 
     def _end_lease(self, slot: Slot) -> None:
         self.pool.take_back(slot)

@@ -38,6 +38,7 @@ class Lease:
     gpu_seconds: float = 0.0
     idle_for: float = 0.0
     seen_at: float = field(default_factory=time.monotonic)  # when batches and idle_for were last read
+    owner: str = ""  # who asked: a gateway's actor id (the same after Ray restarts it)
 
     def idle(self) -> float:
         """Seconds since the lease last ran a batch (as of the worker's last report)."""

@@ -14,6 +14,7 @@ from ..graph.fileformat import dumps
 from ..graph.ir import Graph
 
 TIMEOUT_S = 120.0
+RECONNECT_S = 30.0  # how long a handle retries a gateway that does not answer (or answers 503)
 
 
 def raise_for(r: httpx.Response) -> httpx.Response:
@@ -53,10 +54,11 @@ class Endpoint:
     """A deployed endpoint: ``handle(x)`` runs it and returns NumPy arrays (a tuple for several outputs).
 
     ``url`` may be the gateway's base URL or the endpoint's infer URL; without ``url``/``key``
-    the local gateway (``$LUMI_HOME/gateway.json``) and its admin key are used.
+    the local gateway (``$LUMI_HOME/gateway.json``) and its admin key are used. A gateway that does not
+    answer is retried for ``reconnect_s`` seconds before the call fails.
     """
 
-    def __init__(self, name: str, url: str | None = None, key: str | None = None):
+    def __init__(self, name: str, url: str | None = None, key: str | None = None, reconnect_s: float = RECONNECT_S):
         if url is not None and "/v1/endpoints/" in url:
             url = url.split("/v1/endpoints/")[0]
         self.name = name
@@ -64,21 +66,32 @@ class Endpoint:
         self.base, self.key = _gateway(url, key)
         self.base = self.base.rstrip("/")
         self._client = httpx.Client(timeout=TIMEOUT_S)
+        self.reconnect_s = reconnect_s
 
     def _request(self, method: str, path: str, headers: dict | None = None, **kw) -> httpx.Response:
-        """One gateway call; a gateway that does not answer is a ``LumiError``. A handle on the local
-        gateway retries once where ``gateway.json`` names a new one (the backend was restarted)."""
+        """One gateway call; every call here is idempotent (inference runs pure graphs), so a gateway that does
+        not answer, or answers 503, is retried with backoff for ``reconnect_s`` (it restarts on its own, at the
+        same address); then it is a ``LumiError``. A handle on the local gateway follows ``gateway.json`` where
+        it names a new one (the backend was restarted elsewhere)."""
+        deadline, pause = time.monotonic() + self.reconnect_s, 0.25
         while True:
             try:
                 r = self._client.request(method, self.base + path, headers={**self.headers, **(headers or {})}, **kw)
-                return raise_for(r)
+                if r.status_code != 503 or time.monotonic() > deadline:
+                    return raise_for(r)
+                wait = float(r.headers.get("Retry-After") or pause)
             except httpx.TransportError as e:
                 from .gateway import gateway_info
 
                 moved = gateway_info() if self._follows_local else None
-                if moved is None or moved["url"].rstrip("/") == self.base:
+                if moved is not None and moved["url"].rstrip("/") != self.base:
+                    self.base, self.key = moved["url"].rstrip("/"), moved["key"]
+                    continue
+                if time.monotonic() > deadline:
                     raise unreachable(self.base, e, f"the gateway of endpoint {self.name!r}") from None
-                self.base, self.key = moved["url"].rstrip("/"), moved["key"]
+                wait = pause
+            time.sleep(min(wait, max(deadline - time.monotonic(), 0.0)))
+            pause = min(pause * 2, 2.0)
 
     @property
     def url(self) -> str:

@@ -17,10 +17,12 @@ exception handlers, the OpenAPI document, both routers), then the actor and :fun
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import socket
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -442,37 +444,89 @@ def create_app(service: Service, keyring: Keyring, max_body: int | None = None,
     return app
 
 
-@ray.remote(num_cpus=0, max_restarts=0)
+@ray.remote(num_cpus=0, max_restarts=-1)
 class GatewayActor:
-    """Runs uvicorn on this actor's event loop; the service's batchers and autoscaler share it."""
+    """Serves the HTTP API from a thread of its own: uvicorn, and the service's batchers and autoscaler, on that
+    thread's event loop. ``__init__`` starts it, so a gateway that Ray restarts (it died) serves again on its
+    own, at the port it had: the one configured, else the one ``gateway.json`` records."""
 
     def __init__(self, home: str, store_url: str, host: str, port: int, cluster_mode: bool, env: dict):
         os.environ.update(env)  # the creator's LUMI_* settings (replica CPUs, limits) apply here
         self.home, self.store_url, self.host, self.port = home, store_url, host, port
         self.cluster_mode = cluster_mode
         self.url: str | None = None
+        self.error: BaseException | None = None
+        self.ready = threading.Event()
+        threading.Thread(target=self._serve, name="lumi-gateway", daemon=True).start()
 
-    async def start(self) -> str:
-        if self.url is not None:
-            return self.url
+    def start(self) -> str:
+        """The gateway's URL, once it listens."""
+        if not self.ready.wait(START_TIMEOUT_S):
+            raise LumiError(f"the gateway did not start listening within {START_TIMEOUT_S:g} s")
+        if self.error is not None:
+            raise self.error
+        return self.url
+
+    def _serve(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as e:  # reported by start()
+            self.error = e
+            self.ready.set()
+
+    async def _main(self) -> None:
         import uvicorn
 
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        port = sock.getsockname()[1]
+        sock = _listen(self.host, self.port, recorded_port(Path(self.home) / "gateway.json"))
         shown = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        self.url = f"http://{shown}:{port}"
+        self.url = f"http://{shown}:{sock.getsockname()[1]}"
         service = Service(ModelStore(self.store_url), self.url, self.cluster_mode)
         service.start()
         app = create_app(service, Keyring(keys_path(self.home)))
         server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
-        self._server_task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
+        serving = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
         while not server.started:
-            if self._server_task.done():
-                self._server_task.result()
+            if serving.done():
+                serving.result()
             await asyncio.sleep(0.02)
-        return self.url
+        self.ready.set()
+        await serving
+
+
+START_TIMEOUT_S = 60.0
+
+
+def recorded_port(path: Path) -> int | None:
+    """The port of the gateway ``gateway.json`` names (an earlier start of this backend's gateway), if any."""
+    try:
+        return int(json.loads(path.read_text())["url"].rsplit(":", 1)[1].split("/")[0])
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+def _listen(host: str, port: int, recorded: int | None) -> socket.socket:
+    """A socket bound to ``port`` (configured: it must be free), else to the recorded one when it is free (so
+    printed URLs and ``lumi.Endpoint`` handles keep working across restarts), else to any free port."""
+    if port:
+        try:
+            return _bound(host, port)
+        except OSError as e:
+            raise LumiError(f"the gateway cannot listen on {host}:{port} (LUMI_GATEWAY_PORT): {e}") from None
+    if recorded:
+        with contextlib.suppress(OSError):  # taken by something else since: another port, and gateway.json says so
+            return _bound(host, recorded)
+    return _bound(host, 0)
+
+
+def _bound(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def gateway_file() -> Path:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
+import socket
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -96,11 +98,17 @@ class Stats:
                 "p99_ms": None if lat is None else float(np.percentile(lat, 99)), "cost": self.cost}
 
 
+def lease_owner() -> str:
+    """Who this service's leases belong to: the gateway actor's id, which stays the same when Ray restarts it
+    (else this process)."""
+    return ray.get_runtime_context().get_actor_id() or f"pid {os.getpid()} on {socket.gethostname()}"
+
+
 class Live:
     """One endpoint version being served: its replicas are leases on the dispatcher's workers."""
 
     def __init__(self, name: str, version: dict, data: bytes, config: dict, tenant: str, dispatcher,
-                 cluster_mode: bool, graph: Graph | None = None):
+                 cluster_mode: bool, graph: Graph | None = None, owner: str = ""):
         self.name = name
         self.version = version
         self.graph: Graph = graph if graph is not None else loads(data)
@@ -108,7 +116,7 @@ class Live:
         self.config = config
         ask = {"endpoint": name, "version": version["version"], "tier": config["tier"] or "api", "tenant": tenant,
                "gpu": config["gpu"], "cpus": setting("LUMI_REPLICA_CPUS"),
-               "window": float(config["scaledown_window"]), "grow": cluster_mode}
+               "window": float(config["scaledown_window"]), "grow": cluster_mode, "owner": owner}
         self.replicas = LeaseSet(dispatcher, ask, data)
         self.batcher = Batcher(self.plan, self.replicas.acquire, config["max_batch"], config["max_wait_ms"])
         self.autoscaler = Autoscaler(Policy(config["min_replicas"], config["max_replicas"], config["max_batch"],
@@ -167,6 +175,7 @@ class Service:
         self._records: dict[str, dict] = {}  # endpoint records read once; refreshed by this service's own changes
         self._dispatcher = None
         self._loop_task: asyncio.Task | None = None
+        self.owner = lease_owner()
         # one admission and one metering call to the dispatcher per round trip, however many requests
         self._admission = Coalescer(lambda asks: self.dispatcher().acquire_many.remote(asks))
         self._metering = Coalescer(lambda items: self.dispatcher().release_many.remote(items))
@@ -268,7 +277,7 @@ class Service:
         if live is None:
             config = endpoint_config(**record["config"])
             live = self.lives[key] = Live(record["name"], v, self.store.read_bytes(v["sha256"]), config,
-                                          record["tenant"], self.dispatcher(), self.cluster_mode, graph)
+                                          record["tenant"], self.dispatcher(), self.cluster_mode, graph, self.owner)
         return live
 
     def resolve(self, name: str, key: Key, version: int | None = None) -> Live:
@@ -335,7 +344,9 @@ class Service:
 
     # -- the autoscaling loop ---------------------------------------------------------------------
     def start(self) -> None:
+        """Start autoscaling; first give back the leases this gateway held before Ray restarted it."""
         if self._loop_task is None:
+            self.dispatcher().drop_leases.remote(self.owner)
             self._loop_task = asyncio.get_running_loop().create_task(self._autoscale())
 
     async def _autoscale(self) -> None:

@@ -1,0 +1,92 @@
+"""The gateway is supervised: killed under 8 client threads, Ray restarts it and it serves again at the same
+URL on its own; `lumi.Endpoint` handles ride through (they retry a gateway that does not answer), so every
+call returns the right answer; endpoints, versions and keys are intact. Runs on a backend of its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
+
+SCRIPT = r"""
+import json, threading, time
+import httpx, numpy as np, ray, lumi
+from lumi.errors import Busy
+from lumi.runtime.cluster import connect
+from lumi.serving.endpoint import deploy
+from lumi.serving.gateway import ACTOR_NAME, ensure_gateway, gateway_info
+
+connect()
+gateway = ensure_gateway()
+graph = lumi.trace(lambda x: x * 3, lumi.spec(("batch", 4)))
+deploy(graph, "triple", gateway["url"], gateway["key"], max_batch=8, scaledown_window=30)
+x = np.ones((2, 4), np.float32)
+calls, wrong, errors, slowest = [0], [0], [], [0.0]
+stop = threading.Event()
+
+def client():
+    handle = lumi.Endpoint("triple")
+    while not stop.is_set():
+        start = time.monotonic()
+        try:
+            out = handle(x)
+        except Busy as e:  # 429 with Retry-After: honoured, then the call is made again
+            time.sleep(e.retry_after)
+            continue
+        except Exception as e:
+            errors.append(f"{type(e).__name__}: {e}")
+            continue
+        slowest[0] = max(slowest[0], time.monotonic() - start)
+        calls[0] += 1
+        wrong[0] += not np.array_equal(out, x * 3)
+
+threads = [threading.Thread(target=client) for _ in range(8)]
+for t in threads:
+    t.start()
+deadline = time.monotonic() + 120
+while calls[0] < 16 and time.monotonic() < deadline:  # served, warm, before the kill
+    time.sleep(0.05)
+before_kill = calls[0]
+actor = ray.get_actor(ACTOR_NAME, namespace="lumi")
+ray.kill(actor, no_restart=False)  # the gateway's process dies; Ray starts it again
+killed, down = time.monotonic(), False
+while time.monotonic() - killed < 90:  # until the gateway answers again, having been down
+    try:
+        up = httpx.get(gateway["url"] + "/v2", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        up = False
+    down = down or not up
+    if up and (down or time.monotonic() - killed > 10):
+        break
+    time.sleep(0.05)
+back = time.monotonic() - killed
+time.sleep(3)
+stop.set()
+for t in threads:
+    t.join(timeout=120)
+info = gateway_info()
+endpoint = lumi.Endpoint("triple").info()
+print("RESULT", json.dumps({"url_before": gateway["url"], "url_after": info and info["url"], "back_s": back,
+                            "down": down,
+                            "calls": calls[0], "before_kill": before_kill, "wrong": wrong[0], "errors": errors[:5],
+                            "slowest_s": slowest[0], "versions": len(endpoint["versions"])}))
+"""
+
+
+def test_a_killed_gateway_comes_back_at_the_same_url_and_clients_ride_through(fresh_home):
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "LUMI_RAY_ADDRESS")}
+    env.update(LUMI_HOME=str(fresh_home), LUMI_HEAD_CPUS="2", LUMI_HEAD_GPUS="1")
+    run = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=360)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    result = json.loads(run.stdout.split("RESULT ", 1)[1])
+    assert result["url_after"] == result["url_before"], result
+    assert result["errors"] == [] and result["wrong"] == 0, result
+    assert result["calls"] > result["before_kill"] > 0, result
+    assert result["versions"] == 1 and result["down"]  # it was really down, and came back
+    print(f"\ngateway killed under 8 clients: served again at the same URL after {result['back_s']:.1f} s; "
+          f"{result['calls']} calls, none failed; slowest call {result['slowest_s']:.1f} s")
