@@ -4,12 +4,8 @@ metered before the crash still counted. Runs on a local backend of its own in a 
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
+from backends import run_on_own_backend
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
@@ -54,11 +50,7 @@ print("RESULT", json.dumps({"statuses": statuses, "back_s": back, "after": after
 
 
 def test_the_gateway_serves_again_after_the_dispatcher_restarts(fresh_home):
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "LUMI_RAY_ADDRESS")}
-    env.update(LUMI_HOME=str(fresh_home), LUMI_HEAD_CPUS="2", LUMI_HEAD_GPUS="1")
-    run = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=360)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    result = json.loads(run.stdout.split("RESULT ", 1)[1])
+    result = run_on_own_backend(SCRIPT, fresh_home, gpus=1, timeout=360)
     assert result["statuses"][-1][0] == 200, result["statuses"]
     assert all(s == 200 or (s in (429, 503) and retry) for s, retry in result["statuses"]), result["statuses"]
     assert result["after"] == [200] * 16, result["after"]

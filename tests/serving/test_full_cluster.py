@@ -4,12 +4,8 @@ burst has passed. Runs on a local backend of its own (2 CPUs, 2 logical GPUs) in
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
+from backends import run_on_own_backend
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -54,11 +50,7 @@ print("RESULT", json.dumps({"burst": burst, "after": after, "workers": cluster["
 
 
 def test_a_burst_on_a_full_cluster_is_served_or_refused_with_retry_after(fresh_home):
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "LUMI_RAY_ADDRESS")}
-    env.update(LUMI_HOME=str(fresh_home), LUMI_HEAD_CPUS="2", LUMI_HEAD_GPUS="2")
-    run = subprocess.run([sys.executable, "-c", BURST], env=env, capture_output=True, text=True, timeout=540)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    result = json.loads(run.stdout.split("RESULT ", 1)[1])
+    result = run_on_own_backend(BURST, fresh_home, gpus=2, timeout=540)
     statuses = {status for _, status, _, _ in result["burst"]}
     assert statuses <= {200, 429}, [r for r in result["burst"] if r[1] not in (200, 429)]
     assert all(float(retry) > 0 for _, status, retry, _ in result["burst"] if status == 429)

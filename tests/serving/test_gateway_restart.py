@@ -4,12 +4,8 @@ call returns the right answer; endpoints, versions and keys are intact. Runs on 
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
+from backends import run_on_own_backend
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
@@ -79,11 +75,7 @@ print("RESULT", json.dumps({"url_before": gateway["url"], "url_after": info and 
 
 
 def test_a_killed_gateway_comes_back_at_the_same_url_and_clients_ride_through(fresh_home):
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "LUMI_RAY_ADDRESS")}
-    env.update(LUMI_HOME=str(fresh_home), LUMI_HEAD_CPUS="2", LUMI_HEAD_GPUS="1")
-    run = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=360)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    result = json.loads(run.stdout.split("RESULT ", 1)[1])
+    result = run_on_own_backend(SCRIPT, fresh_home, gpus=1, timeout=360)
     assert result["url_after"] == result["url_before"], result
     assert result["errors"] == [] and result["wrong"] == 0, result
     assert result["calls"] > result["before_kill"] > 0, result
