@@ -198,3 +198,10 @@ def test_atheris_mutations_only_raise_lumi_errors(tmp_path, capsys):
 
 if __name__ == "__main__" and "--atheris" in sys.argv:
     _atheris_main([a for a in sys.argv[1:] if a != "--atheris"])
+
+
+def test_an_unterminated_string_of_escaped_quotes_is_refused_at_once():
+    # found by the hypothesis run: the depth check's string pattern re-scanned the rest of the header from every
+    # quote of an unterminated string (quadratic: this header took minutes); it is one pass now
+    header = b'{"a": "' + b'{\\"a\\":' * 200_000
+    assert classify(len(header).to_bytes(8, "little") + header) == "LumiError"

@@ -68,7 +68,10 @@ MAX_JSON_DEPTH = 64
 # The dtypes safetensors' NumPy loader reads, with their sizes (BF16 and the F8 types have no NumPy dtype).
 TENSOR_DTYPES = {"F64": 8, "F32": 4, "F16": 2, "I64": 8, "U64": 8, "I32": 4, "U32": 4, "I16": 2, "U16": 2, "I8": 1,
                  "U8": 1, "BOOL": 1}
-_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"')  # possessive: no backtracking stack on long strings
+# a JSON string, or an unterminated one up to the end: every quote starts a match that succeeds, so one pass
+# is linear (a pattern that could fail re-scanned the rest of the text from each quote: quadratic); possessive,
+# so no backtracking stack on long strings
+_STRING = re.compile(rb'"(?:[^"\\]++|\\.?)*+(?:"|\Z)', re.DOTALL)
 
 
 def json_depth(text: bytes | str) -> int:
