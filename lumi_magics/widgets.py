@@ -53,7 +53,7 @@ class JobPanel:
         self.table.value = render(info, elapsed, note)
 
     def make_room(self) -> None:
-        pass  # printed text goes below the widget
+        """Nothing to clear: text printed while the job runs goes below the widget."""
 
     def close(self) -> None:
         pass

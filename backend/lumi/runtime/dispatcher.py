@@ -610,7 +610,9 @@ class Dispatcher:
             self.counts[job.state] += 1
             job.finished.set()
             self._prune(job)
-        self._journal_end(job)
+            self._journal_end(job)
+        else:  # cancel() journaled how it ended; only the seconds it ran are new
+            self._journal_costs()
         self._changed()
 
     def _worker_lost(self, job: _Job, slot: Slot, error: Exception) -> None:
