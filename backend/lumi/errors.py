@@ -29,6 +29,10 @@ class ExecutionError(LumiError):
     """An operation failed while running; names the op and the line that created it."""
 
 
+class OutOfMemory(ExecutionError):
+    """A job ran out of memory (its worker's limit, the host's or the GPU's); its worker was replaced."""
+
+
 class Busy(LumiError):
     """The cluster refused work under back pressure; try again after ``retry_after`` seconds."""
 
@@ -38,6 +42,11 @@ class Busy(LumiError):
 
     def __reduce__(self):
         return (type(self), (str(self), self.retry_after))
+
+
+class Unavailable(Busy):
+    """Lumi's control plane is restarting (the dispatcher came back from a crash); retry after ``retry_after``
+    seconds. The gateway answers it as 503 with Retry-After."""
 
 
 class QuotaExceeded(LumiError):

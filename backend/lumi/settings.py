@@ -148,6 +148,9 @@ _DECLARED = [
     Setting("LUMI_JOURNAL", PATH, lambda env: _home(env) / "journal",
             "Where the dispatcher journals accepted jobs and costs (SQLite, one file per dispatcher name); on a "
             "cluster, a path on storage that survives the head node", shown="`$LUMI_HOME/journal`"),
+    Setting("LUMI_JOURNAL_MAX_BYTES", integer(64 << 10), 1 << 30,
+            "The most disk a dispatcher's journal may take; past it submits are refused (`JournalError`), as on a "
+            "full disk", shown="1 GiB"),
     # the cluster and the local backend
     Setting("LUMI_RAY_ADDRESS", TEXT, None,
             "The Ray cluster to join (`ray://host:10001`, `auto`, `host:port`); when set, the gateway also asks "
@@ -169,6 +172,10 @@ _DECLARED = [
             toml="[queue] workers"),
     Setting("LUMI_WORKER_GPUS", number(), 1.0, "GPUs each worker actor reserves (fractions share a GPU)",
             toml="[queue] worker_gpus"),
+    Setting("LUMI_WORKER_MEMORY_BYTES", integer(), 0,
+            "Resident memory a worker may reach; a job past it fails with `OutOfMemory` and its worker is replaced. "
+            "`0`: no limit of Lumi's (the host's and Ray's memory monitor still apply)",
+            toml="[queue] worker_memory_bytes"),
     Setting("LUMI_TIER_<NAME>_WEIGHT", number(None), None,
             "A tier's scheduling weight (also how tiers rank: a key may use its own tier and those below)",
             shown="enterprise 8, api 4, unlimited 2, light 1, free 1; others 1", toml="[tiers.<name>] weight"),

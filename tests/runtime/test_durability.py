@@ -74,3 +74,25 @@ def test_a_journal_that_cannot_be_written_refuses_the_job(tmp_path):
     with pytest.raises(JournalError, match="cannot be written.*nothing was accepted"):
         journal.accepted({"id": "b" * 12, "state": "queued"}, None, [])
     assert [r["id"] for r, *_ in journal.jobs()] == ["a" * 12]
+
+
+def test_a_full_journal_refuses_submits_and_keeps_every_accepted_job(make_dispatcher, tmp_path):
+    """The journal at its size limit answers as a full disk does: the dispatcher refuses the submit with
+    JournalError and accepts nothing it has not journaled; what it accepted before still completes."""
+    d = make_dispatcher(env={"LUMI_JOURNAL": str(tmp_path), "LUMI_JOURNAL_MAX_BYTES": str(64 << 10)}, workers=1)
+    accepted, refused = [], None
+    for i in range(2000):
+        try:
+            accepted.append(jobs.submit_spec(jobs.python_spec("y = x + 1", {"x": i}, ["y"]), d))
+        except JournalError as e:
+            refused = e
+            break
+    assert refused is not None, "64 KiB of journal should not hold 2,000 jobs"
+    assert "full" in str(refused) and "nothing was accepted" in str(refused)
+    assert len(accepted) >= 5
+    counters = ray.get(d.counters.remote())
+    assert counters["accepted"] == len(accepted)  # the refused submit made no job
+    assert [job.result(timeout=60) for job in accepted] == [{"y": i + 1} for i in range(len(accepted))]
+    (path,) = tmp_path.glob("*.sqlite")
+    journaled = [record["id"] for record, *_ in Journal(path).jobs()]
+    assert journaled == [job.id for job in accepted]  # every accepted job is in the journal, and nothing else

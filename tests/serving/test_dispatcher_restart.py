@@ -1,6 +1,7 @@
 """The gateway rides through a dispatcher crash: Ray restarts the dispatcher, and the same gateway (not
-restarted) serves infer requests again, and its jobs, cluster and costs routes answer, with the costs
-metered before the crash still counted. Runs on a local backend of its own in a child process."""
+restarted) answers 503 with Retry-After while the dispatcher restarts, then serves infer requests again, and
+its jobs, cluster and costs routes answer, with the costs metered before the crash still counted. Runs on a
+local backend of its own in a child process."""
 
 from __future__ import annotations
 
@@ -53,6 +54,7 @@ def test_the_gateway_serves_again_after_the_dispatcher_restarts(fresh_home):
     result = run_on_own_backend(SCRIPT, fresh_home, gpus=1, timeout=360)
     assert result["statuses"][-1][0] == 200, result["statuses"]
     assert all(s == 200 or (s in (429, 503) and retry) for s, retry in result["statuses"]), result["statuses"]
+    assert any(s == 503 for s, _ in result["statuses"]), "no 503 while the dispatcher restarted"
     assert result["after"] == [200] * 16, result["after"]
     assert result["routes"] == {"/v1/jobs": 200, "/v1/cluster": 200, "/v1/costs": 200}
     assert result["costs"] >= result["before"] > 0  # metered before the crash: still counted

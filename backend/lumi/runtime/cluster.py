@@ -103,6 +103,16 @@ def disconnect() -> None:
             ray.shutdown()
 
 
+def actor_state(handle) -> str | None:
+    """What Ray's control store says of an actor: ALIVE, RESTARTING, DEAD, ... (None when it cannot tell)."""
+    try:  # the public state API needs Ray's dashboard, which Lumi's local backend runs without
+        from ray._private import state
+
+        return state.actors(actor_id=handle._actor_id.hex())["State"]
+    except Exception:
+        return None
+
+
 def request_cluster_resources(bundles: list[dict]) -> None:
     """Ask Ray's autoscaler to keep room for these resource bundles (it adds nodes where it can;
     without an autoscaler this is a no-op)."""

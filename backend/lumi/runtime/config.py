@@ -92,6 +92,7 @@ class Config:
     dispatch_limit: int = _default("LUMI_DISPATCH_LIMIT")
     workers: int = _default("LUMI_WORKERS")  # worker actors the dispatcher keeps; 0: one per GPU (two on CPU)
     worker_gpus: float = _default("LUMI_WORKER_GPUS")  # GPUs each worker actor reserves (fractions share a GPU)
+    worker_memory: int = _default("LUMI_WORKER_MEMORY_BYTES")  # resident bytes a worker may reach (0: no limit)
     prices: dict[str, float] = field(default_factory=dict)
     quotas: dict[str, Quota] = field(default_factory=dict)
     home: Path = Path.home() / ".lumi"
@@ -165,6 +166,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         dispatch_limit=int(over_file("LUMI_DISPATCH_LIMIT", "queue", "dispatch_limit")),
         workers=int(over_file("LUMI_WORKERS", "queue", "workers")),
         worker_gpus=float(over_file("LUMI_WORKER_GPUS", "queue", "worker_gpus")),
+        worker_memory=int(over_file("LUMI_WORKER_MEMORY_BYTES", "queue", "worker_memory_bytes")),
         prices=prices,
         quotas=quotas,
         home=home,

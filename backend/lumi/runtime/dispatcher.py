@@ -192,7 +192,7 @@ class Dispatcher:
         self.queues: dict[str, TenantQueue] = {t: TenantQueue() for t in self.tiers}
         self.drr = DeficitRoundRobin({t: tier.weight for t, tier in self.tiers.items()})
         target = workers if workers is not None else (self.config.workers or None)
-        self.pool = Pool(self.config.dispatch_limit, self.config.worker_gpus, target)
+        self.pool = Pool(self.config.dispatch_limit, self.config.worker_gpus, target, self.config.worker_memory)
         self.jobs: dict[str, _Job] = {}
         self.measured: dict[str, float] = {}
         self.tokens: dict[str, tuple[str, str, float]] = {}
@@ -207,7 +207,7 @@ class Dispatcher:
         self._started = False
         self._growing = False
         self._costs: list[metering.Record] = []  # metered, not yet journaled
-        self.journal = Journal(setting("LUMI_JOURNAL", env) / f"{name}.sqlite")
+        self.journal = Journal(setting("LUMI_JOURNAL", env) / f"{name}.sqlite", setting("LUMI_JOURNAL_MAX_BYTES", env))
         self._restore()
 
     def _restore(self) -> None:
@@ -350,17 +350,19 @@ class Dispatcher:
                 answers.append(e)
         return answers
 
-    async def release(self, token: str, seconds: float, device: str, endpoint: str | None = None) -> dict:
-        """Give the place back and meter ``seconds`` of execution on ``device``."""
+    async def release(self, token: str, seconds: float | None, device: str, endpoint: str | None = None) -> dict:
+        """Give the place back and meter ``seconds`` of execution on ``device`` (None: it did not run)."""
         try:
             return self._release(token, seconds, device, endpoint)
         finally:
             self._journal_costs()
 
-    def _release(self, token: str, seconds: float, device: str, endpoint: str | None) -> dict:
+    def _release(self, token: str, seconds: float | None, device: str, endpoint: str | None) -> dict:
         held = self.tokens.pop(token, None)
         if held is None:
             raise LumiError("unknown or expired admission token; acquire() a new one for each request")
+        if seconds is None:  # the request never ran (the gateway gave up waiting for its admission)
+            return {"cost": 0.0}
         tenant, tier, _ = held
         record = self.ledger.add(tenant, tier, device, seconds, self.config.price(device), endpoint=endpoint)
         self._costs.append(record)
@@ -589,6 +591,9 @@ class Dispatcher:
         finally:
             self.pool.vacate(slot, job.id)
         self._finish(job, reading, refs[1])
+        if reading.get("replace"):  # it ran out of memory: what it left behind may not be freed
+            self.pool.kill(slot)
+            self._lose(slot)
         self._dispatch()
 
     def _finish(self, job: _Job, reading: dict, result_ref) -> None:

@@ -7,8 +7,8 @@ queued and running ones to run again, and the cost ledger. A job's program and i
 pickled out of band: Ray resolves them from their owner (the process that submitted the job) as long as it
 still holds them. The journal keeps the last ``keep`` finished jobs; cost records are kept whole.
 
-A journal that cannot be written (a full or read-only disk) raises :class:`JournalError`, so the
-dispatcher refuses the submit rather than accept a job it could lose.
+A journal that cannot be written (a full or read-only disk, or a journal at ``LUMI_JOURNAL_MAX_BYTES``) raises
+:class:`JournalError`, so the dispatcher refuses the submit rather than accept a job it could lose.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ CREATE TABLE IF NOT EXISTS costs (seq INTEGER PRIMARY KEY AUTOINCREMENT, record 
 class Journal:
     """One dispatcher's journal file; every write is one transaction."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, max_bytes: int | None = None):
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -42,6 +42,9 @@ class Journal:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a committed write survives a crash
             self.db.executescript(_SCHEMA)
+            if max_bytes is not None:  # past it SQLite answers "database or disk is full", as a full disk does
+                page = self.db.execute("PRAGMA page_size").fetchone()[0]
+                self.db.execute(f"PRAGMA max_page_count = {max(1, max_bytes // page)}")
         except (OSError, sqlite3.Error) as e:
             raise JournalError(f"the job journal at {path} cannot be opened ({e}); free the disk or set "
                                "LUMI_JOURNAL to a writable path") from None

@@ -99,9 +99,10 @@ def activity(doing: dict) -> str:
 class Pool:
     """Worker actors under a dispatch limit; ``target`` device workers are kept alive, dead ones replaced."""
 
-    def __init__(self, dispatch_limit: int, worker_gpus: float, target: int | None):
+    def __init__(self, dispatch_limit: int, worker_gpus: float, target: int | None, memory_limit: int = 0):
         self.dispatch_limit = dispatch_limit
         self.worker_gpus = worker_gpus
+        self.memory_limit = memory_limit  # resident bytes each worker may reach (0: no limit)
         self.target = target  # None: one per GPU slot, or FALLBACK_WORKERS on the CPU fallback
         self.slots: dict[str, Slot] = {}
         self.dead: list[Slot] = []
@@ -152,7 +153,8 @@ class Pool:
 
     def _spawn(self, role: str, options: dict) -> Slot:
         name = f"lumi-{'worker' if role == DEVICE else 'cpu-worker'}-{uuid.uuid4().hex[:8]}"
-        slot = self.slots[name] = Slot(name, Worker.options(name=name, **options).remote(), role=role)
+        slot = self.slots[name] = Slot(name, Worker.options(name=name, **options).remote(self.memory_limit),
+                                           role=role)
         return slot
 
     async def _ready(self, slot: Slot) -> Slot | None:

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 
 import ray
 
-from ..errors import ExecutionError, LeaseRevoked, LumiError
+from ..errors import ExecutionError, LeaseRevoked, LumiError, OutOfMemory
 from ..graph.fileformat import loads
 from ..graph.ir import Graph
 from .config import LOCAL_TENANT
 from .execute import default_target, execute, plan_for
+from .memory import MemoryWatch, PastMemoryLimit, memory_error
 from .output import Output, captured
 from .python_cell import run_cell
 from .utilization import BusyMeter, device_name, sample
@@ -23,6 +24,7 @@ from .utilization import BusyMeter, device_name, sample
 __all__ = ["Worker", "device_name"]
 
 INLINE_BYTES = 64 << 10
+MIB = 1 << 20
 
 
 @dataclass
@@ -41,10 +43,11 @@ class Worker:
     """Runs one job or batch at a time; ``info``, ``stats`` and ``drop`` answer from a separate thread
     meanwhile, and ``hold`` compiles from another (it is only sent to a worker with nothing running)."""
 
-    def __init__(self):
+    def __init__(self, memory_limit: int = 0):
         self.device = device_name()
         self.host = socket.gethostname()
         self.meter = BusyMeter()
+        self.memory = MemoryWatch(memory_limit)
         self.held: _Held | None = None
         self.output: Output | None = None  # what the running Python job has written
 
@@ -82,22 +85,41 @@ class Worker:
         if self.held is not None and self.held.lease == lease:
             self.held = None
 
-    def _metered(self, work: Callable[[], object]) -> tuple[dict, object]:
-        """Run ``work`` under the busy meter: ``(reading, result)``; a failure is the result, still metered."""
+    def _metered(self, work: Callable[[], object], what: str) -> tuple[dict, object]:
+        """Run ``work`` (``what`` names it: "job 3f2a91c0") under the busy meter and the memory limit:
+        ``(reading, result)``; a failure is the result, still metered. A job that ran out of memory has
+        ``replace`` in its reading: its worker is replaced, since what it left behind may not be freed."""
         self.meter.start()
         start = time.perf_counter()
-        error = None
+        error = replace = None
         try:
-            result = work()
-        except LumiError as e:
-            result = error = e
+            with self.memory:
+                result = work()
         except Exception as e:
-            result = error = ExecutionError(f"the job raised {type(e).__name__} on the worker: {e}")
+            if (short := memory_error(e)) is not None:
+                result = error = self._out_of_memory(short, what)
+                replace = True
+            elif isinstance(e, LumiError):
+                result = error = e
+            else:
+                result = error = ExecutionError(f"the job raised {type(e).__name__} on the worker: {e}")
         seconds = time.perf_counter() - start
         self.meter.stop()
         reading = {"seconds": seconds, "device": self.device, "target": default_target(),
-                   "error": None if error is None else str(error)}
+                   "error": None if error is None else str(error), "replace": replace}
         return reading, result
+
+    def _out_of_memory(self, error: MemoryError, what: str) -> OutOfMemory:
+        if isinstance(error, PastMemoryLimit):
+            why = (f"its worker went past its limit of {self.memory.limit / MIB:.0f} MiB resident "
+                   f"(LUMI_WORKER_MEMORY_BYTES), at {self.memory.peak / MIB:.0f} MiB")
+            more = "or raise LUMI_WORKER_MEMORY_BYTES"
+        else:
+            why = f"{type(error).__name__} on {self.device}: {error}"
+            more = "or run it where there is more memory"
+        replaced = f" Its worker on {self.host} was replaced." if what.startswith("job") else ""
+        return OutOfMemory(f"{what} ran out of memory: {why}.{replaced} Use less memory per job (smaller batches, "
+                           f"fewer rows), {more}")
 
     @ray.method(num_returns=2)
     def run_job(self, kind: str, program, *args, tenant: str = LOCAL_TENANT, job: str | None = None):
@@ -115,12 +137,12 @@ class Worker:
         os.environ["LUMI_TENANT"] = tenant  # jobs run one at a time on this thread
         if kind != "graph":
             with captured(job) as self.output:
-                reading, result = self._metered(lambda: run_cell(program[0], args[0], program[1]))
+                reading, result = self._metered(lambda: run_cell(program[0], args[0], program[1]), f"job {job}")
             reading["output"] = self.output.chunks
             if isinstance(result, dict) and len(ray.cloudpickle.dumps(result)) <= INLINE_BYTES:
                 reading["value"] = result
             return reading, result
-        reading, result = self._metered(lambda: execute(program, args))
+        reading, result = self._metered(lambda: execute(program, args), f"job {job}")
         if isinstance(result, list) and sum(a.nbytes for a in result) <= INLINE_BYTES:
             reading["value"] = result  # small: it travels with the reading, saving the waiter a fetch
         return reading, result
@@ -130,7 +152,7 @@ class Worker:
         held = self.held
         if held is None or held.lease != lease:
             raise LeaseRevoked(f"lease {lease} was reclaimed by the dispatcher; ask for a new one")
-        reading, outputs = self._metered(lambda: execute(held.graph, arrays))
+        reading, outputs = self._metered(lambda: execute(held.graph, arrays), f"a batch of lease {lease}")
         held.batches += 1
         held.seconds += reading["seconds"]
         held.last_used = time.monotonic()

@@ -39,7 +39,17 @@ from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
 from ..cron import listing as schedule_rows
-from ..errors import Busy, ExecutionError, Forbidden, LumiError, NotFound, QuotaExceeded, TamperedModel, TooLarge
+from ..errors import (
+    Busy,
+    ExecutionError,
+    Forbidden,
+    LumiError,
+    NotFound,
+    QuotaExceeded,
+    TamperedModel,
+    TooLarge,
+    Unavailable,
+)
 from ..graph.fileformat import parse_json
 from ..runtime.cluster import NAMESPACE, ensure_connected
 from ..runtime.config import SETTINGS, load_config, lumi_environment, setting
@@ -65,6 +75,8 @@ _bearer = HTTPBearer(auto_error=False, description="A Lumi API key (`lumi keys c
 
 def _error(e: Exception) -> HTTPException:
     """The HTTP status for a Lumi error."""
+    if isinstance(e, Unavailable):
+        return HTTPException(503, str(e), headers={"Retry-After": str(max(1, round(e.retry_after)))})
     if isinstance(e, Busy):
         return HTTPException(429, str(e), headers={"Retry-After": str(max(1, round(e.retry_after)))})
     statuses = ((NotFound, 404), (Forbidden | QuotaExceeded, 403), (TooLarge, 413),
@@ -248,12 +260,12 @@ def _own(items: list[dict], key: Key) -> list[dict]:
 
 @v1.get("/jobs", tags=["jobs"])
 async def jobs(key: Auth, service: Served, limit: Annotated[int, Query(ge=1, le=2000)] = 200) -> list[dict]:
-    return _own(await service.dispatcher().jobs.remote(limit), key)
+    return _own(await service.ask(service.dispatcher().jobs.remote(limit)), key)
 
 
 async def _owned_job(service: Service, job_id: str, key: Key) -> dict:
     try:
-        job = await service.dispatcher().status.remote(job_id)
+        job = await service.ask(service.dispatcher().status.remote(job_id))
     except ray.exceptions.RayTaskError:
         job = None
     if not job or not (key.admin or job.get("tenant") == key.tenant):  # another tenant's job: as if missing
@@ -269,17 +281,17 @@ async def job(job_id: str, key: Auth, service: Served) -> dict:
 @v1.post("/jobs/{job_id}/cancel", tags=["jobs"])
 async def cancel(job_id: str, key: Auth, service: Served) -> dict:
     await _owned_job(service, job_id, key)
-    return await service.dispatcher().cancel.remote(job_id)
+    return await service.ask(service.dispatcher().cancel.remote(job_id))
 
 
 @v1.get("/cluster", tags=["cluster"])
 async def cluster(key: Auth, service: Served) -> dict:
     """Admins: every worker, queue and tier. Others: aggregate capacity and their own active jobs."""
-    snapshot = await service.dispatcher().cluster.remote()
+    snapshot = await service.ask(service.dispatcher().cluster.remote())
     if key.admin:
         return snapshot
     workers = [w for w in snapshot["workers"] if w.get("state") != "dead"]
-    active = [j for j in _own(await service.dispatcher().jobs.remote(2000), key)
+    active = [j for j in _own(await service.ask(service.dispatcher().jobs.remote(2000)), key)
               if j.get("state") in ("queued", "running")]
     return {"capacity": {"workers": len(workers), "busy": sum(w.get("state") != "idle" for w in workers),
                          "fallback": snapshot["fallback"]}, "jobs": active}
@@ -287,7 +299,7 @@ async def cluster(key: Auth, service: Served) -> dict:
 
 @v1.get("/costs", tags=["cluster"])
 async def costs(key: Auth, service: Served) -> dict:
-    report = await service.dispatcher().costs.remote()
+    report = await service.ask(service.dispatcher().costs.remote())
     if key.admin:
         return report
     records = _own(report.get("records", []), key)

@@ -12,15 +12,18 @@ import os
 import socket
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import ray
 
 from ..compiler import check_budget
-from ..errors import Busy, ExecutionError, Forbidden, LumiError, NotFound, QuotaExceeded, TooLarge
+from ..errors import Busy, ExecutionError, Forbidden, LumiError, NotFound, QuotaExceeded, TooLarge, Unavailable
 from ..graph.fileformat import loads
 from ..graph.ir import Graph
+from ..runtime.cluster import actor_state
 from ..runtime.config import load_config, setting
 from .autoscaler import Autoscaler, Load, Policy
 from .batching import Batcher, BatchPlan, Result, batch_plan
@@ -32,6 +35,15 @@ from .store import ModelStore
 DEFAULTS = {"gpu": None, "min_replicas": 0, "max_replicas": 4, "max_batch": 32, "max_wait_ms": 5.0,
             "scaledown_window": 60.0, "tier": None, "max_queued": 1024}
 TICK_S = 0.25
+T = TypeVar("T")
+DISPATCHER_PATIENCE_S = 0.5  # a dispatcher call slower than this makes the gateway look whether it is restarting
+RESTART_RETRY_AFTER_S = 2.0
+
+
+def _answered(future: asyncio.Future, abandoned: Callable | None) -> None:
+    """A dispatcher call the gateway gave up on has its answer: hand it to ``abandoned`` (errors are dropped)."""
+    if not future.cancelled() and future.exception() is None and abandoned is not None:
+        abandoned(future.result())
 
 
 def may_use(key: Key, tier: str) -> bool:
@@ -291,6 +303,19 @@ class Service:
             self._dispatcher = get_dispatcher()
         return self._dispatcher
 
+    async def ask(self, call: Awaitable[T], abandoned: Callable[[T], None] | None = None) -> T:
+        """Await a call to the dispatcher; while Ray restarts it, raise Unavailable (503 with Retry-After) rather
+        than keep the client waiting. A call given up on still completes; ``abandoned`` gets its answer then."""
+        future = asyncio.ensure_future(call)
+        while True:
+            done, _ = await asyncio.wait({future}, timeout=DISPATCHER_PATIENCE_S)
+            if done:
+                return future.result()
+            if await asyncio.to_thread(actor_state, self.dispatcher()) == "RESTARTING" and not future.done():
+                future.add_done_callback(lambda f: _answered(f, abandoned))
+                raise Unavailable("Lumi's dispatcher is restarting (it keeps every accepted job); retry in "
+                                  f"{RESTART_RETRY_AFTER_S:g} s", retry_after=RESTART_RETRY_AFTER_S)
+
     async def infer(self, live: Live, key: Key, arrays: list[np.ndarray]) -> Result:
         """Run one request on a resolved live version (its inputs are checked here, once)."""
         name = live.name
@@ -300,7 +325,8 @@ class Service:
         if size is not None and size > self.max_output_bytes:
             raise TooLarge(f"the answer would be {size} bytes, past the {self.max_output_bytes}-byte output limit; "
                            "send fewer rows per request")
-        token = await self._admission((key.tenant, tier))
+        token = await self.ask(self._admission((key.tenant, tier)),
+                               abandoned=lambda token: self._release(token, None, "CPU", name))
         start = time.perf_counter()
         stats = self.stats.setdefault(name, Stats())
         try:
@@ -316,7 +342,7 @@ class Service:
                            f"{self.max_output_bytes}-byte output limit; send fewer rows per request")
         return result
 
-    def _release(self, token, seconds: float, device: str, name: str) -> None:
+    def _release(self, token, seconds: float | None, device: str, name: str) -> None:
         async def release():
             try:
                 receipt = await self._metering((token, seconds, device, name))
