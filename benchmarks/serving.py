@@ -20,6 +20,7 @@ import os
 import platform
 import socket
 import time
+from collections import Counter
 
 import httpx
 import numpy as np
@@ -110,8 +111,13 @@ def bench_lumi(graph, seconds: float) -> dict:
            min_replicas=1, max_replicas=1)
     handle = Endpoint("bench-warm", gw["url"], gw["key"])
     wait_until(lambda: handle.info()["ready_replicas"] == 1)
-    results = {c: asyncio.run(load(handle.url, handle.headers, c, seconds)) for c in CONCURRENCY}
-    results["mean_batch"] = handle.info()["mean_batch_size"]
+    results = {}
+    for c in CONCURRENCY:  # each level's batches: the histogram's growth over the level
+        before = Counter({int(n): k for n, k in handle.info()["batch_sizes"].items()})
+        results[c] = asyncio.run(load(handle.url, handle.headers, c, seconds))
+        sizes = Counter({int(n): k for n, k in handle.info()["batch_sizes"].items()}) - before
+        results[c]["batches"] = dict(sorted(sizes.items()))
+        results[c]["mean_batch"] = sum(n * k for n, k in sizes.items()) / max(1, sum(sizes.values()))
     httpx.delete(f"{gw['url']}/v1/endpoints/bench-warm", headers=handle.headers)
 
     deploy(graph, "bench-cold", gw["url"], gw["key"], max_batch=MAX_BATCH, max_wait_ms=MAX_WAIT_MS,
@@ -205,7 +211,10 @@ def main() -> None:
     print(f"\n(ratios are Lumi / Ray Serve: above 1 is better for rps, below 1 is better for latency; "
           f"Lumi refused {sum(lumi_r[c]['refused'] for c in CONCURRENCY)} requests with 429, "
           f"Ray Serve {sum(serve_r[c]['refused'] for c in CONCURRENCY)})")
-    print(f"Lumi mean batch size: {lumi_r['mean_batch']:.1f} requests")
+    for c in CONCURRENCY:
+        histogram = ", ".join(f"{n}: {k}" for n, k in lumi_r[c]["batches"].items())
+        print(f"Lumi batches at concurrency {c}: mean {lumi_r[c]['mean_batch']:.1f} requests; requests per batch -> "
+              f"batches {{{histogram}}}")
     print(f"cold start from zero replicas (first request, end to end): Lumi {lumi_r['cold']:.2f} s, "
           f"Ray Serve {serve_r['cold']:.2f} s, ratio {lumi_r['cold'] / serve_r['cold']:.2f} (Lumi's pool still held "
           f"an idle CPU worker); once that worker had stopped too: Lumi {lumi_r['cold_worker']:.2f} s, ratio "

@@ -33,6 +33,11 @@ class OutOfMemory(ExecutionError):
     """A job ran out of memory (its worker's limit, the host's or the GPU's); its worker was replaced."""
 
 
+class PastMemoryLimit(OutOfMemory, MemoryError):
+    """Raised inside a job, by its worker's memory watch, when the worker went past ``LUMI_WORKER_MEMORY_BYTES``
+    (the worker turns it into an OutOfMemory that says so)."""
+
+
 class Busy(LumiError):
     """The cluster refused work under back pressure; try again after ``retry_after`` seconds."""
 

@@ -172,6 +172,10 @@ _DECLARED = [
             toml="[queue] workers"),
     Setting("LUMI_WORKER_GPUS", number(), 1.0, "GPUs each worker actor reserves (fractions share a GPU)",
             toml="[queue] worker_gpus"),
+    Setting("LUMI_BURST_POOL", TEXT, None,
+            "The Ray node label `KEY=VALUE` of burst capacity (a borrowed node pool): device workers start there "
+            "only while a tier is past its wait target, and stop when the queues drain", shown="unset (no burst group)",
+            toml="[queue] burst_pool"),
     Setting("LUMI_WORKER_MEMORY_BYTES", integer(), 0,
             "Resident memory a worker may reach; a job past it fails with `OutOfMemory` and its worker is replaced. "
             "`0`: no limit of Lumi's (the host's and Ray's memory monitor still apply)",
@@ -181,6 +185,10 @@ _DECLARED = [
             shown="enterprise 8, api 4, unlimited 2, light 1, free 1; others 1", toml="[tiers.<name>] weight"),
     Setting("LUMI_TIER_<NAME>_CAP", integer(None), None, "Queued jobs allowed in a tier",
             shown="enterprise 256, api 128, unlimited 128, light 64, free 16; others 64", toml="[tiers.<name>] cap"),
+    Setting("LUMI_TIER_<NAME>_WAIT_S", number(None), None,
+            "A tier's wait target: a job queued longer is overdue, and tiers with an overdue job are served first "
+            "(docs/architecture.md)", shown="enterprise 10, api 30, unlimited 60, light 300, free 600; others 60",
+            toml="[tiers.<name>] wait_target_s"),
     Setting("LUMI_QUOTA_<TIER>_<FIELD>", integer(None), None,
             "What one tenant with a key of that tier may hold; FIELD is REPLICAS, GPUS, ENDPOINTS, JOBS or "
             "STORE_BYTES", shown="by tier (docs/security.md)", toml="[quotas.<tier>] <field>"),

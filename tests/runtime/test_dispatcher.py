@@ -134,6 +134,9 @@ def test_admission_tokens_count_against_caps_and_meter_on_release(make_dispatche
     assert costs["by_endpoint"] == {"mnist": 1.5} and costs["by_tenant"] == {"acme": 1.5}
     with pytest.raises(lumi.LumiError, match="unknown or expired"):
         jobs.call(d.release.remote(tokens[1], 1.0, "CPU", None))
+    # a request admitted by a dispatcher before it restarted (its token unknown here) is metered for whom it was
+    assert jobs.call(d.release.remote("f" * 32, 2.0, "NVIDIA H100 80GB HBM3", "mnist", ("acme", "free")))["cost"] == 1
+    assert ray.get(d.costs.remote())["by_endpoint"] == {"mnist": 2.5}
     jobs.call(d.acquire.remote("acme", "free"))  # the places were given back
 
 

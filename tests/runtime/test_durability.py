@@ -64,6 +64,8 @@ def test_a_restarted_dispatcher_keeps_finished_jobs_and_their_small_results(make
     fresh = jobs.Job({"id": job.id}, d, outputs=1)  # a handle made after the restart, by id
     np.testing.assert_array_equal(fresh.result(timeout=60), np.ones(3, np.float32))  # from the journal
     assert fresh.state == "done"
+    again = jobs.submit(graph, np.zeros(3, np.float32), dispatcher=d)
+    assert again.refresh()["estimate"] == pytest.approx(fresh.refresh()["gpu_seconds"])  # its runtime, read back
 
 
 def test_a_journal_that_cannot_be_written_refuses_the_job(tmp_path):

@@ -83,6 +83,8 @@ def test_batcher_gathers_runs_once_and_splits_back():
         np.testing.assert_allclose(r.outputs[0], np.tanh(x @ W), rtol=1e-6)
     assert sum(runs) == sum(x.shape[0] for x in xs) and max(runs) <= 16
     assert len(runs) < len(xs) and batcher.mean_batch_size > 1
+    assert sum(n * k for n, k in batcher.batch_sizes.items()) == len(xs) and sum(batcher.batch_sizes.values()) == \
+        len(runs)  # the histogram of requests per batch counts every request once
     # each request is billed its share of the batch's seconds
     assert abs(sum(r.seconds for r in results) - 0.01 * len(runs)) < 1e-9
 

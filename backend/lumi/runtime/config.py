@@ -33,13 +33,14 @@ def _default(name: str):
 
 
 DEFAULT_TIERS = {
-    # name: (weight, queue cap)
-    "enterprise": (8, 256),
-    "api": (4, 128),
-    "unlimited": (2, 128),
-    "light": (1, 64),
-    "free": (1, 16),
+    # name: (weight, queue cap, wait target in seconds)
+    "enterprise": (8, 256, 10.0),
+    "api": (4, 128, 30.0),
+    "unlimited": (2, 128, 60.0),
+    "light": (1, 64, 300.0),
+    "free": (1, 16, 600.0),
 }
+OTHER_TIER = (1, 64, 60.0)  # a tier config.toml adds
 
 # USD per second of execution, from public on-demand list prices per GPU-hour (2025-2026):
 # H100 about $3.95/h, H200 about $4.54/h, A100-80GB about $2.50/h, L4 about $0.80/h.
@@ -83,6 +84,7 @@ class Tier:
     name: str
     weight: float
     cap: int
+    wait_target_s: float = OTHER_TIER[2]  # a queued job waiting longer is overdue: its tier goes first
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,7 @@ class Config:
     workers: int = _default("LUMI_WORKERS")  # worker actors the dispatcher keeps; 0: one per GPU (two on CPU)
     worker_gpus: float = _default("LUMI_WORKER_GPUS")  # GPUs each worker actor reserves (fractions share a GPU)
     worker_memory: int = _default("LUMI_WORKER_MEMORY_BYTES")  # resident bytes a worker may reach (0: no limit)
+    burst_pool: str | None = None  # the node label KEY=VALUE of burst capacity (None: no burst group)
     prices: dict[str, float] = field(default_factory=dict)
     quotas: dict[str, Quota] = field(default_factory=dict)
     home: Path = Path.home() / ".lumi"
@@ -137,14 +140,16 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     tiers = {}
     table = data.get("tiers", {})
     for name in dict.fromkeys([*DEFAULT_TIERS, *table]):
-        weight, cap = DEFAULT_TIERS.get(name, (1, 64))
+        weight, cap, wait = DEFAULT_TIERS.get(name, OTHER_TIER)
         weight = float(table.get(name, {}).get("weight", weight))
         cap = int(table.get(name, {}).get("cap", cap))
+        wait = float(table.get(name, {}).get("wait_target_s", wait))
         weight = float(setting(f"LUMI_TIER_{name.upper()}_WEIGHT", env, default=weight))
         cap = int(setting(f"LUMI_TIER_{name.upper()}_CAP", env, default=cap))
-        if weight <= 0 or cap < 1:
-            raise LumiError(f"tier {name}: weight must be positive and cap at least 1")
-        tiers[name] = Tier(name, weight, cap)
+        wait = float(setting(f"LUMI_TIER_{name.upper()}_WAIT_S", env, default=wait))
+        if weight <= 0 or cap < 1 or wait <= 0:
+            raise LumiError(f"tier {name}: weight and wait_target_s must be positive and cap at least 1")
+        tiers[name] = Tier(name, weight, cap, wait)
     prices = {**DEFAULT_PRICES, **{k.upper(): float(v) for k, v in data.get("prices", {}).items()},
               **members("LUMI_PRICE_<DEVICE>", env)}
     quotas = {}
@@ -167,6 +172,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         workers=int(over_file("LUMI_WORKERS", "queue", "workers")),
         worker_gpus=float(over_file("LUMI_WORKER_GPUS", "queue", "worker_gpus")),
         worker_memory=int(over_file("LUMI_WORKER_MEMORY_BYTES", "queue", "worker_memory_bytes")),
+        burst_pool=over_file("LUMI_BURST_POOL", "queue", "burst_pool"),
         prices=prices,
         quotas=quotas,
         home=home,

@@ -4,7 +4,10 @@ Jobs wait in one queue per tier, fair between its tenants (``queues.TenantQueue`
 tenant, served round robin). Deficit round robin picks among backlogged tiers: each visit
 credits a tier ``quantum x weight`` estimated GPU-seconds and it sends jobs while its credit
 covers their estimate; the estimate of a graph comes from its FLOP and byte counts until runtimes
-of the same graph hash have been measured. Workers hold at most ``dispatch_limit`` jobs each.
+of the same graph hash have been measured. Each tier has a wait target (``wait_target_s``): while some
+tier's head job has waited longer, only tiers whose heads are overdue are served (by the same round robin),
+so an overdue job starts within one round of the overdue tiers, and no tier or tenant starves.
+Workers hold at most ``dispatch_limit`` jobs each.
 Endpoint replicas are leases on the same workers (``lease``/``unlease``): a leased worker runs
 that endpoint's batches only, until the gateway gives it back or a queued job reclaims it (see
 ``_reclaimable``); asks for leases are served before queued jobs.
@@ -33,7 +36,7 @@ from .cluster import NAMESPACE, ensure_connected, request_cluster_resources
 from .config import LOCAL_TENANT, load_config, lumi_environment, setting
 from .journal import Journal
 from .options import GpuRequest
-from .pool import CPU, DEVICE, Lease, Pool, Slot
+from .pool import BURST, CPU, DEVICE, BurstGroup, Lease, Pool, Slot
 from .queues import TenantQueue
 
 NAME = "lumi-dispatcher"
@@ -49,6 +52,7 @@ LEASE_RETRY_AFTER_S = 2.0
 RECLAIM_IDLE_S = 1.0  # a queued job takes back a lease of its own tier or a lower one idle this long
 LEASE_MIN_S = 2.0  # a lease is never reclaimed sooner than this after its grant (no thrashing under contention)
 CPU_WORKER_KEEP_S = 30.0  # an unleased CPU worker is kept this long for the next lease, then stopped
+BURST_KEEP_S = 5.0  # a burst worker idle this long with nothing queued is stopped: the borrowed node goes back
 RESULT_GRACE_S = 30.0  # how long a result stays with the dispatcher after a waiter had it
 LOST_INPUTS = ("its inputs are gone: the process that submitted it has exited (or dropped them) and the dispatcher "
                "restarted meanwhile; submit the job again")
@@ -137,17 +141,21 @@ class DeficitRoundRobin:
     def credit(self, tier: str) -> float:
         return self.quantum * self.weights[tier] / self.unit
 
-    def pick(self, queues: dict[str, TenantQueue], eligible=lambda job: True) -> _Job | None:
-        """Take the next job to dispatch out of ``queues`` (None when no tier has an eligible head)."""
+    def pick(self, queues: dict[str, TenantQueue], eligible=lambda job: True, overdue=lambda job: False) -> _Job | None:
+        """Take the next job to dispatch out of ``queues`` (None when no tier has an eligible head). While some
+        tier's eligible head is ``overdue`` (past its tier's wait target), only such tiers are served."""
         heads = [q[0] for q in queues.values() if q and eligible(q[0])]
         if not heads:
             return None
         self.quantum = max(self.quantum, *(j.estimate for j in heads))
+        late = {j.tier for j in heads if overdue(j)}
         for _ in range(3 * len(self.order)):
             tier = self.order[self.cursor]
             queue = queues[tier]
             if not queue:
                 self.deficit[tier] = 0.0
+            elif late and tier not in late:
+                pass  # on time, while another tier is late: its turn (and its credit) waits
             else:
                 if not self.credited:
                     self.deficit[tier] = min(self.deficit[tier] + self.credit(tier), 2 * self.credit(tier))
@@ -192,7 +200,9 @@ class Dispatcher:
         self.queues: dict[str, TenantQueue] = {t: TenantQueue() for t in self.tiers}
         self.drr = DeficitRoundRobin({t: tier.weight for t, tier in self.tiers.items()})
         target = workers if workers is not None else (self.config.workers or None)
-        self.pool = Pool(self.config.dispatch_limit, self.config.worker_gpus, target, self.config.worker_memory)
+        self.pool = Pool(self.config.dispatch_limit, self.config.worker_gpus, target, self.config.worker_memory,
+                         BurstGroup.parse(self.config.burst_pool))
+        self._burst_starting = 0
         self.jobs: dict[str, _Job] = {}
         self.measured: dict[str, float] = {}
         self.tokens: dict[str, tuple[str, str, float]] = {}
@@ -200,7 +210,8 @@ class Dispatcher:
         self.finished: deque[str] = deque()
         self._cpu_starting = 0
         self.ledger = metering.Ledger()
-        self.counts = dict.fromkeys(("accepted", "refused", "done", "failed", "cancelled", "requeued"), 0)
+        self.counts = dict.fromkeys(("accepted", "refused", "done", "failed", "cancelled", "requeued", "burst_started",
+                                     "burst_released"), 0)
         self.peak = {"total": 0, **dict.fromkeys(self.tiers, 0)}
         self._order: dict[str, tuple[int, int]] | None = None
         self._last_start = 0.0
@@ -211,9 +222,9 @@ class Dispatcher:
         self._restore()
 
     def _restore(self) -> None:
-        """Read the journal back: finished jobs keep their records, small results and output; queued and
-        running ones (and finished ones whose result nobody took and that was too big to journal) queue again,
-        in submission order; the cost ledger is counted again."""
+        """Read the journal back: finished jobs keep their records, small results and output (and their runtimes
+        refine the estimates again); queued and running ones (and finished ones whose result nobody took and that
+        was too big to journal) queue again, in submission order; the cost ledger is counted again."""
         for record in self.journal.cost_records():
             self.ledger.restore(record)
         for record, refs, value, output, taken in self.journal.jobs():
@@ -237,6 +248,8 @@ class Dispatcher:
             job.program, job.args = None, []
             job.finished.set()
             self.finished.append(job.id)
+            if job.state == "done" and job.key and job.gpu_seconds > 0:  # measured runtimes, measured again
+                self.measured[job.key] = metering.refine(self.measured.get(job.key), job.gpu_seconds)
         self.counts["accepted"] = len(self.jobs)
 
     # -- admission ----------------------------------------------------------------------------
@@ -357,19 +370,23 @@ class Dispatcher:
         finally:
             self._journal_costs()
 
-    def _release(self, token: str, seconds: float | None, device: str, endpoint: str | None) -> dict:
+    def _release(self, token: str, seconds: float | None, device: str, endpoint: str | None,
+                 admitted: tuple[str, str] | None = None) -> dict:
+        """``admitted``: the (tenant, tier) the token was for, so that a request admitted before this dispatcher
+        restarted (its token died with the old one) is still metered."""
         held = self.tokens.pop(token, None)
-        if held is None:
+        if held is None and (admitted is None or admitted[1] not in self.tiers):
             raise LumiError("unknown or expired admission token; acquire() a new one for each request")
         if seconds is None:  # the request never ran (the gateway gave up waiting for its admission)
             return {"cost": 0.0}
-        tenant, tier, _ = held
+        tenant, tier = held[:2] if held is not None else admitted
         record = self.ledger.add(tenant, tier, device, seconds, self.config.price(device), endpoint=endpoint)
         self._costs.append(record)
         return {"cost": record.cost}
 
     async def release_many(self, items: list[tuple]) -> list:
-        """``release`` for many ``(token, seconds, device, endpoint)`` at once: a receipt, or the error, for each."""
+        """``release`` for many ``(token, seconds, device, endpoint[, (tenant, tier)])`` at once: a receipt, or the
+        error, for each."""
         answers = []
         for item in items:
             try:
@@ -550,9 +567,18 @@ class Dispatcher:
             for slot in self.pool.lendable(CPU):
                 if now - slot.free_since > CPU_WORKER_KEEP_S:
                     self.pool.retire(slot)
+            for slot in self.pool.ready(BURST):
+                if not slot.running and not any(self.queues.values()) and now - slot.free_since > BURST_KEEP_S:
+                    self.pool.retire(slot)
+                    self.counts["burst_released"] += 1
             if len(self.pool.live()) < self.pool.wanted():
                 asyncio.get_running_loop().create_task(self._grow())
             self._dispatch()
+
+    def _overdue(self):
+        """Whether a queued job has waited past its tier's wait target, as of now."""
+        now, targets = time.time(), {t: x.wait_target_s for t, x in self.tiers.items()}
+        return lambda job: now - job.submitted_at > targets[job.tier]
 
     def _eligible(self, job: _Job, slot: Slot) -> bool:
         return gpu_fits(job.gpu, slot)
@@ -564,10 +590,29 @@ class Dispatcher:
         while progressed:
             progressed = False
             for slot in self.pool.free():
-                job = self.drr.pick(self.queues, lambda j, s=slot: self._eligible(j, s))
+                job = self.drr.pick(self.queues, lambda j, s=slot: self._eligible(j, s), self._overdue())
                 if job is not None:
                     self._start(job, slot)
                     progressed = True
+        self._burst()
+
+    def _burst(self) -> None:
+        """Start a burst worker when a tier's head is past its wait target and no worker is free for it, or
+        starting."""
+        if self._burst_starting or not self.pool.burst_room() or self.pool.free() or self.pool.starting(DEVICE):
+            return
+        overdue = self._overdue()
+        if any(q and overdue(q[0]) for q in self.queues.values()):
+            self._burst_starting += 1
+            self.counts["burst_started"] += 1
+            asyncio.get_running_loop().create_task(self._start_burst_worker())
+
+    async def _start_burst_worker(self) -> None:
+        try:
+            await self.pool.start_burst_worker()
+        finally:
+            self._burst_starting -= 1
+        self._dispatch()
 
     def _start(self, job: _Job, slot: Slot) -> None:
         self._last_start = max(time.time(), self._last_start + 1e-6)  # distinct, ordered timestamps
@@ -701,7 +746,8 @@ class Dispatcher:
             drr, queues = self.drr.copy(), {t: q.copy() for t, q in self.queues.items()}
             in_tier = dict.fromkeys(self.queues, 0)
             order = {}
-            while (job := drr.pick(queues)) is not None:
+            overdue = self._overdue()
+            while (job := drr.pick(queues, overdue=overdue)) is not None:
                 in_tier[job.tier] += 1
                 order[job.id] = (len(order) + 1, in_tier[job.tier])
             self._order = order
@@ -786,7 +832,8 @@ class Dispatcher:
         depth = {t: len(q) for t, q in self.queues.items()}
         return {"workers": self.pool.snapshot(self._running()), "queue": depth, "queue_cap": self.config.queue_cap,
                 "leases": [s.lease.public() for s in self.pool.leased(None)], "pending_leases": len(self.asks),
-                "tiers": {t: {"weight": x.weight, "cap": x.cap} for t, x in self.tiers.items()},
+                "tiers": {t: {"weight": x.weight, "cap": x.cap, "wait_target_s": x.wait_target_s}
+                          for t, x in self.tiers.items()},
                 "fallback": self.pool.fallback(), "dispatch_limit": self.config.dispatch_limit,
                 "tokens": len(self.tokens)}
 

@@ -358,11 +358,18 @@ class Job:
                 raise LumiError(f"job {self.id} was cancelled")
             if answer["result"] is None and answer.get("value") is None:
                 raise LumiError(f"job {self.id} {state}: {error or 'its result was already taken by another caller'}")
-            value = answer["value"] if answer.get("value") is not None else ray.get(answer["result"][0])
+            value = answer["value"] if answer.get("value") is not None else self._fetch(answer["result"][0])
             if isinstance(value, BaseException):
                 raise value
             self._value, self._keep = (value,), ()
         return self._value[0]
+
+    def _fetch(self, result: ray.ObjectRef):
+        try:
+            return ray.get(result)
+        except ray.exceptions.ObjectLostError:  # it lived in the object store of a dispatcher that died meanwhile
+            raise LumiError(f"job {self.id} finished, but its result was lost before it was fetched (the dispatcher "
+                            "that held it restarted); submit the job again") from None
 
     def new_output(self) -> list[tuple[str, str]]:
         """What a Python job printed since the last call, as ``(stream, text)`` pairs (``stdout``, ``stderr``):

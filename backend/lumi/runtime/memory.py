@@ -10,11 +10,9 @@ import time
 
 import psutil
 
+from ..errors import PastMemoryLimit
+
 CHECK_EVERY_S = 0.05
-
-
-class PastMemoryLimit(MemoryError):
-    """Raised inside a job whose worker went past its memory limit (the message is written by the worker)."""
 
 
 def memory_error(error: BaseException) -> MemoryError | None:

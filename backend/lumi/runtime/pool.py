@@ -1,6 +1,7 @@
 """The one pool of worker actors a dispatcher owns: starting them, their slots, leases, health and
 utilization. Device workers (one per GPU slot) run jobs and GPU endpoints; CPU workers start on
-demand for CPU-only endpoints. An endpoint version's replicas are leases on these workers."""
+demand for CPU-only endpoints; burst workers (on nodes of the burst group, when one is configured) run jobs
+only, while a tier is past its wait target. An endpoint version's replicas are leases on these workers."""
 
 from __future__ import annotations
 
@@ -12,13 +13,40 @@ from dataclasses import asdict, dataclass, field
 
 import ray
 
+from ..errors import LumiError
 from .utilization import BUSY_FRACTION
 from .worker import Worker
 
 FALLBACK_WORKERS = 2  # CPU-fallback workers share the host's cores: more than two rarely helps
 START_TIMEOUT_S = 60.0
 RESOURCES_TIMEOUT_S = 10.0  # a worker Ray has not placed by then is given up (and killed), not waited on
-DEVICE, CPU = "device", "cpu"
+DEVICE, CPU, BURST = "device", "cpu", "burst"
+_PREFIX = {DEVICE: "lumi-worker", CPU: "lumi-cpu-worker", BURST: "lumi-burst-worker"}
+
+
+@dataclass(frozen=True)
+class BurstGroup:
+    """Nodes carrying the Ray node label ``key=value`` (``LUMI_BURST_POOL``) are burst capacity: device workers
+    start there only while a tier's head is overdue, and stop once the queues have drained."""
+
+    key: str
+    value: str
+
+    @classmethod
+    def parse(cls, text: str | None) -> BurstGroup | None:
+        if not text:
+            return None
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise LumiError(f"LUMI_BURST_POOL is a node label KEY=VALUE (such as lumi.io/pool=burst), not {text!r}")
+        return cls(key.strip(), value.strip())
+
+    def selector(self, burst: bool) -> dict[str, str]:
+        """The label selector placing a worker on burst nodes, or (``burst`` False) on every other node."""
+        return {self.key: self.value if burst else f"!{self.value}"}
+
+    def holds(self, node: dict) -> bool:
+        return (node.get("Labels") or {}).get(self.key) == self.value
 
 
 @dataclass
@@ -99,15 +127,18 @@ def activity(doing: dict) -> str:
 class Pool:
     """Worker actors under a dispatch limit; ``target`` device workers are kept alive, dead ones replaced."""
 
-    def __init__(self, dispatch_limit: int, worker_gpus: float, target: int | None, memory_limit: int = 0):
+    def __init__(self, dispatch_limit: int, worker_gpus: float, target: int | None, memory_limit: int = 0,
+                 burst: BurstGroup | None = None):
         self.dispatch_limit = dispatch_limit
         self.worker_gpus = worker_gpus
         self.memory_limit = memory_limit  # resident bytes each worker may reach (0: no limit)
         self.target = target  # None: one per GPU slot, or FALLBACK_WORKERS on the CPU fallback
+        self.burst = burst
         self.slots: dict[str, Slot] = {}
         self.dead: list[Slot] = []
         self.resources: dict[str, float] = {}  # the cluster's totals and free resources, as last read
         self.free_resources: dict[str, float] = {}
+        self.burst_gpus = 0.0  # GPUs on burst nodes, as last read
 
     def live(self, role: str | None = DEVICE) -> list[Slot]:
         return [s for s in self.slots.values() if s.state != "dead" and role in (None, s.role)]
@@ -119,9 +150,10 @@ class Pool:
         return [s for s in self.slots.values() if s.state == "starting" and s.role == role]
 
     def free(self) -> list[Slot]:
-        """Device workers that may take a job (ready, not leased, below the dispatch limit), least loaded first."""
-        return sorted((s for s in self.ready() if s.lease is None and len(s.running) < self.dispatch_limit),
-                      key=lambda s: len(s.running))
+        """Workers that may take a job (device and burst ones: ready, not leased, below the dispatch limit), least
+        loaded first, burst ones last."""
+        return sorted((s for s in [*self.ready(), *self.ready(BURST)] if s.lease is None
+                       and len(s.running) < self.dispatch_limit), key=lambda s: (s.role == BURST, len(s.running)))
 
     def lendable(self, role: str) -> list[Slot]:
         """Workers of ``role`` that may be leased now: ready, running nothing, leased to nobody."""
@@ -137,25 +169,43 @@ class Pool:
     async def read_resources(self) -> None:
         """Refresh what the cluster has (total and free), off the event loop: these are blocking calls to
         Ray's control store, which must never stall the dispatcher (a call that does not answer is left)."""
+        def read():
+            burst = self.burst and sum(n["Resources"].get("GPU", 0) for n in ray.nodes()
+                                       if n.get("Alive") and self.burst.holds(n))
+            return ray.cluster_resources(), ray.available_resources(), float(burst or 0)
+
         with contextlib.suppress(Exception):  # TimeoutError, or the control store restarting: keep the last one
-            self.resources, self.free_resources = await asyncio.wait_for(asyncio.to_thread(
-                lambda: (ray.cluster_resources(), ray.available_resources())), RESOURCES_TIMEOUT_S)
+            self.resources, self.free_resources, self.burst_gpus = await asyncio.wait_for(asyncio.to_thread(read),
+                                                                                         RESOURCES_TIMEOUT_S)
 
     def has_gpus(self) -> bool:
-        return self.resources.get("GPU", 0) >= self.worker_gpus
+        return self.resources.get("GPU", 0) - self.burst_gpus >= self.worker_gpus
 
     def wanted(self) -> int:
-        """Device workers wanted: ``target``, else one per GPU slot (at most two on the CPU fallback)."""
+        """Device workers wanted: ``target``, else one per GPU slot off the burst nodes (at most two on the CPU
+        fallback)."""
         if self.target is not None:
             return self.target
-        slots = int(self.resources.get("GPU", 0) / self.worker_gpus) or 1
+        slots = int((self.resources.get("GPU", 0) - self.burst_gpus) / self.worker_gpus) or 1
         return min(slots, FALLBACK_WORKERS) if self.fallback() else slots
 
+    def burst_room(self) -> int:
+        """Burst workers that could start now: the burst nodes' GPU slots not yet used by one."""
+        if self.burst is None:
+            return 0
+        return max(0, int(self.burst_gpus / self.worker_gpus) - len(self.live(BURST)))
+
     def _spawn(self, role: str, options: dict) -> Slot:
-        name = f"lumi-{'worker' if role == DEVICE else 'cpu-worker'}-{uuid.uuid4().hex[:8]}"
+        name = f"{_PREFIX[role]}-{uuid.uuid4().hex[:8]}"
+        if self.burst is not None and role != CPU:
+            options = {**options, "label_selector": self.burst.selector(role == BURST)}
         slot = self.slots[name] = Slot(name, Worker.options(name=name, **options).remote(self.memory_limit),
                                            role=role)
         return slot
+
+    async def start_burst_worker(self) -> Slot | None:
+        """One device worker on a burst node (None when it did not come up)."""
+        return await self._ready(self._spawn(BURST, {"num_gpus": self.worker_gpus}))
 
     async def _ready(self, slot: Slot) -> Slot | None:
         try:

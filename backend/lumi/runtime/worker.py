@@ -11,12 +11,12 @@ from dataclasses import dataclass
 
 import ray
 
-from ..errors import ExecutionError, LeaseRevoked, LumiError, OutOfMemory
+from ..errors import ExecutionError, LeaseRevoked, LumiError, OutOfMemory, PastMemoryLimit
 from ..graph.fileformat import loads
 from ..graph.ir import Graph
 from .config import LOCAL_TENANT
 from .execute import default_target, execute, plan_for
-from .memory import MemoryWatch, PastMemoryLimit, memory_error
+from .memory import MemoryWatch, memory_error
 from .output import Output, captured
 from .python_cell import run_cell
 from .utilization import BusyMeter, device_name, sample

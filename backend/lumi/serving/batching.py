@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -171,6 +171,7 @@ class Batcher:
         self.batches = 0
         self.batched_requests = 0
         self.batched_rows = 0
+        self.batch_sizes: Counter[int] = Counter()  # requests per batch -> how many batches had that many
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
 
@@ -262,6 +263,7 @@ class Batcher:
             self.batches += 1
             self.batched_requests += len(batch)
             self.batched_rows += total
+            self.batch_sizes[len(batch)] += 1
             start = 0
             for r in batch:
                 rows = slice(start, start + r.rows)

@@ -165,6 +165,7 @@ class Live:
         return {"replicas": self.replicas.replicas, "ready_replicas": self.replicas.ready,
                 "queued": self.batcher.queued, "batches": self.batcher.batches,
                 "mean_batch_size": self.batcher.mean_batch_size,
+                "batch_sizes": {str(n): k for n, k in sorted(self.batcher.batch_sizes.items())},
                 "cold_starts_s": list(self.replicas.cold_starts[-10:]), "batching": self.plan.enabled,
                 "batching_reason": self.plan.reason}
 
@@ -325,27 +326,28 @@ class Service:
         if size is not None and size > self.max_output_bytes:
             raise TooLarge(f"the answer would be {size} bytes, past the {self.max_output_bytes}-byte output limit; "
                            "send fewer rows per request")
-        token = await self.ask(self._admission((key.tenant, tier)),
-                               abandoned=lambda token: self._release(token, None, "CPU", name))
+        admitted = (key.tenant, tier)
+        token = await self.ask(self._admission(admitted),
+                               abandoned=lambda token: self._release(token, None, "CPU", name, admitted))
         start = time.perf_counter()
         stats = self.stats.setdefault(name, Stats())
         try:
             result = await live.infer(arrays)
         except BaseException:
             stats.errors += 1
-            self._release(token, 0.0, "CPU", name)
+            self._release(token, 0.0, "CPU", name, admitted)
             raise
         stats.record(time.perf_counter() - start)
-        self._release(token, result.seconds, result.device, name)
+        self._release(token, result.seconds, result.device, name, admitted)
         if size is None and sum(o.nbytes for o in result.outputs) > self.max_output_bytes:
             raise TooLarge(f"the answer is {sum(o.nbytes for o in result.outputs)} bytes, past the "
                            f"{self.max_output_bytes}-byte output limit; send fewer rows per request")
         return result
 
-    def _release(self, token, seconds: float | None, device: str, name: str) -> None:
+    def _release(self, token, seconds: float | None, device: str, name: str, admitted: tuple[str, str]) -> None:
         async def release():
             try:
-                receipt = await self._metering((token, seconds, device, name))
+                receipt = await self._metering((token, seconds, device, name, admitted))
                 self.stats.setdefault(name, Stats()).cost += float(receipt.get("cost", 0.0))
             except Exception:  # metering must never fail a request that already ran
                 pass
