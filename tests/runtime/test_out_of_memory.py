@@ -54,6 +54,6 @@ def test_a_job_whose_allocation_fails_is_told_so_and_its_worker_is_replaced(make
     d = make_dispatcher(workers=1)
     wait_ready(d, 1)
     job = jobs.submit_spec(jobs.python_spec("import numpy as np\nx = np.ones(1 << 52)", {}, ["x"]), d)
-    with pytest.raises(OutOfMemory, match=f"job {job.id} ran out of memory: MemoryError"):
+    with pytest.raises(OutOfMemory, match=f"job {job.id} ran out of memory: the cell raised MemoryError at cell line"):
         job.result(timeout=60)
     assert_replaced(d, job.refresh()["worker"])

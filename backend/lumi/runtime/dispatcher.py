@@ -363,10 +363,11 @@ class Dispatcher:
                 answers.append(e)
         return answers
 
-    async def release(self, token: str, seconds: float | None, device: str, endpoint: str | None = None) -> dict:
+    async def release(self, token: str, seconds: float | None, device: str, endpoint: str | None = None,
+                      admitted: tuple[str, str] | None = None) -> dict:
         """Give the place back and meter ``seconds`` of execution on ``device`` (None: it did not run)."""
         try:
-            return self._release(token, seconds, device, endpoint)
+            return self._release(token, seconds, device, endpoint, admitted)
         finally:
             self._journal_costs()
 

@@ -97,7 +97,7 @@ class Worker:
                 result = work()
         except Exception as e:
             if (short := memory_error(e)) is not None:
-                result = error = self._out_of_memory(short, what)
+                result = error = self._out_of_memory(e, short, what)
                 replace = True
             elif isinstance(e, LumiError):
                 result = error = e
@@ -109,13 +109,15 @@ class Worker:
                    "error": None if error is None else str(error), "replace": replace}
         return reading, result
 
-    def _out_of_memory(self, error: MemoryError, what: str) -> OutOfMemory:
+    def _out_of_memory(self, raised: Exception, error: MemoryError, what: str) -> OutOfMemory:
+        """``raised`` (or ``error``, the MemoryError behind it) as an OutOfMemory that says what to do."""
         if isinstance(error, PastMemoryLimit):
             why = (f"its worker went past its limit of {self.memory.limit / MIB:.0f} MiB resident "
                    f"(LUMI_WORKER_MEMORY_BYTES), at {self.memory.peak / MIB:.0f} MiB")
             more = "or raise LUMI_WORKER_MEMORY_BYTES"
-        else:
-            why = f"{type(error).__name__} on {self.device}: {error}"
+        else:  # a Lumi error's message names the op or the cell line; keep it
+            why = str(raised) if isinstance(raised, LumiError) else f"{type(error).__name__}: {error}"
+            why = f"{why} (on {self.device})"
             more = "or run it where there is more memory"
         replaced = f" Its worker on {self.host} was replaced." if what.startswith("job") else ""
         return OutOfMemory(f"{what} ran out of memory: {why}.{replaced} Use less memory per job (smaller batches, "
