@@ -53,7 +53,8 @@ def users(n: int, rng: random.Random) -> list[tuple[str, str]]:
 
 
 def calibrate(d, job_s: float, seconds: float = 6.0) -> float:
-    """Jobs/s the cluster completes with a full queue (the capacity the burst is five times)."""
+    """Jobs/s through the main workers for 16 clients each submitting a job and waiting for it (the capacity
+    the burst is five times)."""
     source = f"import time\ntime.sleep({job_s})"
     stop = time.monotonic() + seconds
     done = []
@@ -137,6 +138,33 @@ def watch(d, stop: threading.Event, samples: list, finished: dict) -> None:
         stop.wait(0.5)
 
 
+def markdown(report: dict, name: str) -> str:
+    """The report as a page: the run, a table per tier, the longest wait, the burst group's use."""
+    samples, counters, longest = report["burst"], report["counters"], report["longest_wait"]
+    used = [s["t"] for s in samples if s["burst"]]
+    burst = (f"in use from {min(used):.0f} s to {max(used):.0f} s, at most {max(x['burst'] for x in samples)} at once"
+             if used else "never needed")
+    lines = [
+        "# Launch day, simulated", "",
+        f"`python benchmarks/launch.py` on {report['machine']}: a local two-node Ray cluster (a main node with two",
+        "logical GPUs, a burst node labelled `lumi.io/pool=burst` with two), CPU-fallback workers, jobs of 20 ms.",
+        f"Capacity measured first, as 16 clients each submitting a job and waiting for it: "
+        f"{report['capacity_jobs_s']:.0f} jobs/s. Arrivals were planned at "
+        f"{report['arrival_jobs_s']:.0f} jobs/s (five times capacity) over {report['window_s']:.0f} s; the submits "
+        f"took {report['submitted_s']:.0f} s (refused ones retried after their `retry_after`, five tries at most) and "
+        f"the last job ended at {report['drained_s']:.0f} s.", "",
+        "| tier | users | jobs accepted | refusals (Busy) | jobs given up | wait p50 | wait p99 | Jain's index |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *(f"| {r['tier']} | {r['users']} | {r['accepted']} | {r['refused']} | {r['gave_up']} | "
+          f"{r['wait_p50_s']:.2f} s | {r['wait_p99_s']:.2f} s | {r['jain']:.3f} |" for r in report["tiers"]), "",
+        "Jain's index is over the mean waits of the tier's tenants (1: all waited alike).", "",
+        f"Longest wait of any tenant: {longest['seconds']:.2f} s ({longest['tenant']}).",
+        f"Burst workers: {counters['burst_started']} started, {counters['burst_released']} released; {burst}.",
+        f"The chart of workers and queue depth over time: [{name}-burst.html]({name}-burst.html) (plotly).", "",
+    ]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=1000)
@@ -150,9 +178,10 @@ def main() -> None:
     cluster.add_node(num_cpus=1, num_gpus=2, labels={BURST_LABEL[0]: BURST_LABEL[1]})
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, namespace="lumi", log_to_driver=False)
+    # wait targets scaled to these 20 ms jobs (the defaults, 10 s to 600 s, suit jobs of seconds to minutes)
     env = {"LUMI_HOME": tempfile.mkdtemp(prefix="lumi-launch-"), "LUMI_BURST_POOL": "=".join(BURST_LABEL),
-           "LUMI_WORKERS": "2", "LUMI_TIER_ENTERPRISE_WAIT_S": "2", "LUMI_TIER_API_WAIT_S": "5",
-           "LUMI_TIER_UNLIMITED_WAIT_S": "10", "LUMI_TIER_LIGHT_WAIT_S": "30", "LUMI_TIER_FREE_WAIT_S": "60"}
+           "LUMI_WORKERS": "2", "LUMI_TIER_ENTERPRISE_WAIT_S": "0.5", "LUMI_TIER_API_WAIT_S": "1",
+           "LUMI_TIER_UNLIMITED_WAIT_S": "2", "LUMI_TIER_LIGHT_WAIT_S": "4", "LUMI_TIER_FREE_WAIT_S": "8"}
     d = start_dispatcher("lumi-launch", env=env)
     job_s = args.job_ms / 1000
     capacity = calibrate(d, job_s)
@@ -201,6 +230,8 @@ def main() -> None:
               "counters": ray.get(d.counters.remote()), "burst": samples}
     with open(f"{args.out}.json", "w") as f:
         json.dump(report, f, indent=1)
+    with open(f"{args.out}.md", "w") as f:
+        f.write(markdown(report, args.out.rsplit("/", 1)[-1]))
     lines = (("main", "main workers"), ("burst", "burst workers"), ("queued", "jobs queued"))
     figure = go.Figure([go.Scatter(x=[s["t"] for s in samples], y=[s[k] for s in samples], name=name, mode="lines",
                                    yaxis="y2" if k == "queued" else "y") for k, name in lines])

@@ -18,6 +18,7 @@ from lumi.runtime.cluster import connect
 from lumi.runtime.dispatcher import get_dispatcher
 from lumi.serving.endpoint import deploy
 from lumi.serving.gateway import ACTOR_NAME, ensure_gateway
+from backends import infer_until_served
 
 connect()
 gateway = ensure_gateway()
@@ -31,15 +32,7 @@ before = client.get("/v1/costs").json()["by_endpoint"]["double"]
 gateway_actor = ray.get_actor(ACTOR_NAME, namespace="lumi")._actor_id.hex()
 
 ray.kill(get_dispatcher(), no_restart=False)
-start, statuses = time.monotonic(), []
-while time.monotonic() - start < 90:
-    r = client.post("/v1/endpoints/double/infer", json=body)
-    statuses.append([r.status_code, r.headers.get("retry-after")])
-    if r.status_code == 200:
-        assert np.asarray(list(r.json()["outputs"].values())[0]).tolist() == [[2.0] * 4] * 2, r.text
-        break
-    time.sleep(float(r.headers.get("retry-after") or 0.5))
-back = time.monotonic() - start
+statuses, back = infer_until_served(client, body, [[2.0] * 4] * 2, seconds=90)
 with ThreadPoolExecutor(8) as pool:
     after = [r.status_code for r in pool.map(lambda _: client.post("/v1/endpoints/double/infer", json=body), range(16))]
 routes = {route: client.get(route).status_code for route in ("/v1/jobs", "/v1/cluster", "/v1/costs")}

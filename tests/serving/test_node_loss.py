@@ -27,23 +27,12 @@ from lumi.runtime.cluster import connect
 from lumi.runtime.dispatcher import get_dispatcher
 from lumi.serving.endpoint import deploy
 from lumi.serving.gateway import ensure_gateway
+from backends import infer_until_served
 
 
 def worker_nodes():
     return {a["Name"]: a["Address"]["NodeID"] for a in state.actors().values()
             if a["Name"].startswith("lumi-worker-") and a["State"] == "ALIVE"}
-
-
-def infer_until_served(client, body, seconds=120):
-    start, statuses = time.monotonic(), []
-    while time.monotonic() - start < seconds:
-        r = client.post("/v1/endpoints/double/infer", json=body)
-        statuses.append([r.status_code, r.headers.get("retry-after")])
-        if r.status_code == 200:
-            assert np.asarray(list(r.json()["outputs"].values())[0]).tolist() == [[2.0] * 4] * 2, r.text
-            break
-        time.sleep(float(r.headers.get("retry-after") or 0.5))
-    return statuses, time.monotonic() - start
 
 
 connect()
@@ -52,7 +41,7 @@ graph = lumi.trace(lambda x: x * 2, lumi.spec(("batch", 4)))
 deploy(graph, "double", gateway["url"], gateway["key"], gpu="any", min_replicas=1, max_batch=8, scaledown_window=60)
 client = httpx.Client(base_url=gateway["url"], headers={"Authorization": f"Bearer {gateway['key']}"}, timeout=120)
 body = {"inputs": {"x": np.ones((2, 4), np.float32).tolist()}}
-first, _ = infer_until_served(client, body)
+first, _ = infer_until_served(client, body, [[2.0] * 4] * 2)
 on_a_before = sorted(w for w, node in worker_nodes().items() if node == node_a.node_id)
 node_b = cluster.add_node(num_cpus=1, num_gpus=2)  # joins now; the two workers it replaces stay on A till then
 cluster.wait_for_nodes()
@@ -72,7 +61,7 @@ cluster.remove_node(node_a, allow_graceful=False)
 results = [job.result(timeout=180) for job in submitted]
 jobs_back = time.monotonic() - removed_at
 records = [job.refresh() for job in submitted]
-statuses, served_after = infer_until_served(client, body)
+statuses, served_after = infer_until_served(client, body, [[2.0] * 4] * 2)
 print("RESULT", json.dumps({
     "first": first, "on_a_before": on_a_before, "results": results, "jobs_back_s": jobs_back,
     "states": [r["state"] for r in records], "attempts": [r["attempts"] for r in records],
