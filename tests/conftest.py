@@ -32,15 +32,6 @@ def has_cuda() -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
-    # Files with slow tests first, those allowed the longest timeout first among them, each file's tests together
-    # and in order: the two workers of `./dev test` (pytest-xdist, --dist loadfile) start the long files early
-    # instead of ending on one of them.
-    allowed: dict = {}
-    for item in items:
-        if "slow" in item.keywords:
-            mark = item.get_closest_marker("timeout")
-            allowed[item.path] = max(allowed.get(item.path, 0), mark.args[0] if mark and mark.args else 300)
-    items.sort(key=lambda item: -allowed.get(item.path, -1))
     if has_cuda():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device; none here (CPU fallback)")
