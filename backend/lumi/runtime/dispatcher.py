@@ -154,9 +154,7 @@ class DeficitRoundRobin:
             queue = queues[tier]
             if not queue:
                 self.deficit[tier] = 0.0
-            elif late and tier not in late:
-                pass  # on time, while another tier is late: its turn (and its credit) waits
-            else:
+            elif not late or tier in late:  # an on-time tier, while another is late, waits with its credit
                 if not self.credited:
                     self.deficit[tier] = min(self.deficit[tier] + self.credit(tier), 2 * self.credit(tier))
                     self.credited = True
