@@ -4,7 +4,8 @@ The first process that needs Lumi (the Jupyter server extension, a kernel, ``lum
 :func:`ensure_head`. Under a file lock it either finds the head recorded in
 ``$LUMI_HOME/backend.json`` alive, or replaces a stale record by starting a new head: a detached
 daemon (``python -m lumi.runtime.head``, its own session, so it outlives whoever started it) that
-starts a local Ray with explicit resources, then the dispatcher and the gateway, writes the record
+starts a local Ray with explicit resources, then the dispatcher and the gateway (holding the gateway's
+listening socket: ``serving/listener.py``), writes the record
 and waits for SIGTERM (:func:`stop_head`, ``lumi stop``, ``%lumi stop``), when it shuts Ray down.
 
 Ray's own token authentication guards the head: the token lives in ``$LUMI_HOME/ray-token``
@@ -211,7 +212,8 @@ def _serve() -> None:
     """The daemon: start Ray, the dispatcher and the gateway, record them, run until SIGTERM."""
     import ray
 
-    from ..serving.gateway import ensure_gateway
+    from ..serving import listener
+    from ..serving.gateway import ensure_gateway, gateway_socket
     from .cluster import NAMESPACE
     from .dispatcher import get_dispatcher
 
@@ -222,6 +224,7 @@ def _serve() -> None:
              _temp_dir=ray_temp_dir(), logging_level=logging.WARNING, log_to_driver=False)
     try:
         get_dispatcher()
+        listener.hold(gateway_socket(), home())  # the gateway's port stays open while Ray restarts its process
         gateway = ensure_gateway()
         record = {"address": ray.get_runtime_context().gcs_address, "pid": os.getpid(), "cpus": cpus, "gpus": gpus,
                   "auth_mode": os.environ.get("RAY_AUTH_MODE", "token"),

@@ -55,7 +55,7 @@ from ..runtime.cluster import NAMESPACE, ensure_connected
 from ..runtime.config import SETTINGS, load_config, lumi_environment, setting
 from ..storage.catalog import stores
 from ..version import __version__
-from . import codec
+from . import codec, listener
 from .keys import Key, Keyring, admin_key, keys_path, write_private
 from .service import Service
 from .store import ModelStore
@@ -489,7 +489,9 @@ class GatewayActor:
     async def _main(self) -> None:
         import uvicorn
 
-        sock = _listen(self.host, self.port, recorded_port(Path(self.home) / "gateway.json"))
+        # embedded: the local backend's daemon holds the socket, so the port stays open while Ray restarts us
+        sock = None if self.cluster_mode else listener.receive(self.home)
+        sock = sock or _listen(self.host, self.port, recorded_port(Path(self.home) / "gateway.json"))
         shown = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
         self.url = f"http://{shown}:{sock.getsockname()[1]}"
         service = Service(ModelStore(self.store_url), self.url, self.cluster_mode)
@@ -514,6 +516,12 @@ def recorded_port(path: Path) -> int | None:
         return int(json.loads(path.read_text())["url"].rsplit(":", 1)[1].split("/")[0])
     except (OSError, ValueError, KeyError, IndexError, TypeError):
         return None
+
+
+def gateway_socket() -> socket.socket:
+    """A socket for the gateway of this ``LUMI_HOME``, bound as :func:`_listen` says, for the local backend's
+    daemon to hold (``serving/listener.py``)."""
+    return _listen(setting("LUMI_GATEWAY_HOST"), setting("LUMI_GATEWAY_PORT"), recorded_port(gateway_file()))
 
 
 def _listen(host: str, port: int, recorded: int | None) -> socket.socket:
