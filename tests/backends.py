@@ -30,7 +30,7 @@ def run_on_own_backend(script: str, home: str | os.PathLike, gpus: int = 1, time
     env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
     run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=timeout)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    return json.loads(run.stdout.split("RESULT ", 1)[1])
+    return json.loads(run.stdout.split("RESULT ", 1)[1].splitlines()[0])  # Ray may print more after it
 
 
 def infer_until_served(client, body: dict, expected: list, endpoint: str = "double", seconds: float = 120):

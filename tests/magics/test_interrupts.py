@@ -405,6 +405,34 @@ def test_interrupt_before_the_answer_reaches_the_cell_still_cancels(shell, busy_
     no_helpers_left()
 
 
+def test_a_ctrl_c_whose_interrupt_is_swallowed_still_cancels(shell, busy_workers, monkeypatch):
+    # Once, in a full suite under load, a Ctrl-C (a SIGINT) vanished in the wait loop with no trace and the job ran
+    # to its end: something between the signal and the cell dropped the KeyboardInterrupt. Here a stand-in for
+    # Ray's wait drops it on purpose; the handler Lumi installs kept a copy, which the wait loop raises.
+    import lumi_magics.remote as remote
+
+    real_wait, calls = ray.wait, []
+
+    def swallowing_wait(refs, *args, **kwargs):
+        calls.append(1)
+        if len(calls) > 40:  # 10 s of waits: the interrupt is lost for good; end the cell rather than hang
+            raise RuntimeError("the swallowed interrupt was never raised again")
+        try:
+            if len(calls) == 3:
+                _thread.interrupt_main()  # the SIGINT's KeyboardInterrupt is raised right here, and dropped
+            return real_wait(refs, *args, **kwargs)
+        except KeyboardInterrupt:
+            return [], list(refs)
+
+    monkeypatch.setattr(remote.ray, "wait", swallowing_wait)
+    before = job_ids()
+    result = shell.run_cell("%%remote --python\n" + LONG, silent=True)
+    monkeypatch.undo()
+    assert len(calls) >= 3, calls
+    assert_interrupted(result, before, "in a wait that dropped its KeyboardInterrupt")
+    no_helpers_left()
+
+
 def test_lumi_submit_interrupted_cancels_its_job(busy_workers):
     # the library call too: a KeyboardInterrupt before lumi.submit returned the Job cancels the job it made
     fired = []

@@ -33,7 +33,7 @@ from croniter import croniter
 from ..errors import LumiError, NotFound, ScheduleNotFound
 from ..graph.fileformat import loads
 from ..runtime import jobs
-from ..runtime.cluster import NAMESPACE
+from ..runtime.cluster import NAMESPACE, on_the_head
 from ..runtime.dispatcher import get_dispatcher
 from ..runtime.fanout import function_spec
 from ..runtime.options import job_placement
@@ -263,6 +263,7 @@ def row(record: dict) -> dict:
 
 def get_scheduler(root: str, options: dict, env: dict):
     """The cluster's scheduler (``lumi-scheduler`` in namespace ``lumi``), started on first use."""
-    return Scheduler.options(name=NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True).remote(
+    return Scheduler.options(name=NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+                             **on_the_head()).remote(
         root, options, env)
 

@@ -113,6 +113,27 @@ def actor_state(handle) -> str | None:
         return None
 
 
+HEAD_RESOURCE = "node:__internal_head__"  # the resource Ray gives the head node only
+_head: tuple[str, str | None] | None = None  # (Ray job id, head node id) of this process's connection
+
+
+def on_the_head() -> dict:
+    """Actor options that place a control-plane actor (dispatcher, gateway, scheduler) on the head node, where
+    Ray's own control store lives: losing a worker node never takes Lumi's control plane with it. (These actors
+    ask for no resources, so the head always has room; Ray's soft affinity would move them off it once the head
+    runs a few worker processes.) Without a head node in sight, no placement."""
+    global _head
+    connection = ray.get_runtime_context().get_job_id()
+    if _head is None or _head[0] != connection:
+        heads = [n["NodeID"] for n in ray.nodes() if n.get("Alive") and HEAD_RESOURCE in n.get("Resources", {})]
+        _head = (connection, heads[0] if heads else None)
+    if _head[1] is None:
+        return {}
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(_head[1], soft=False)}
+
+
 def request_cluster_resources(bundles: list[dict]) -> None:
     """Ask Ray's autoscaler to keep room for these resource bundles (it adds nodes where it can;
     without an autoscaler this is a no-op)."""

@@ -32,7 +32,7 @@ import ray
 
 from ..errors import Busy, JournalError, LumiError
 from . import metering
-from .cluster import NAMESPACE, ensure_connected, request_cluster_resources
+from .cluster import NAMESPACE, ensure_connected, on_the_head, request_cluster_resources
 from .config import LOCAL_TENANT, load_config, lumi_environment, setting
 from .journal import Journal
 from .options import GpuRequest
@@ -298,6 +298,7 @@ class Dispatcher:
         for tier, n in depth.items():
             self.peak[tier] = max(self.peak[tier], n)
 
+    @ray.method(enable_task_events=False)  # the hot path: Ray's per-call task events cost more than they tell
     async def submit(self, spec: dict) -> dict:
         """Queue a job; raise Busy past the caps. ``spec``: kind, program, args, tenant, tier, gpu,
         label, key, work, and optionally estimate (seconds) to override the model."""
@@ -694,9 +695,9 @@ class Dispatcher:
 
     def _journal_end(self, job: _Job) -> None:
         """Journal how ``job`` ended (with its small result and output) and the costs metered meanwhile."""
-        self._journal_costs()
+        costs, self._costs = self._costs, []
         with contextlib.suppress(JournalError):  # it ended; after a restart on a full disk it would run again
-            self.journal.ended(job.journal_record(), job.value, job.output)
+            self.journal.ended(job.journal_record(), job.value, job.output, costs)
 
     async def cancel(self, job_id: str) -> dict:
         """Cancel a queued or running job (a running one's worker is replaced if it does not stop)."""
@@ -799,6 +800,7 @@ class Dispatcher:
             return []
         return chunks if chunks is not None else (job.output or [])[since:]
 
+    @ray.method(enable_task_events=False)
     async def wait(self, job_id: str) -> dict:
         """Wait until the job finishes; hand over its result's ObjectRef (in a list) and its small result. Ray may
         deliver a wait twice (a retry across a restart), so the result stays for RESULT_GRACE_S after the first
@@ -849,7 +851,7 @@ class Dispatcher:
 def start_dispatcher(name: str, env: dict | None = None, workers: int | None = None, detached: bool = False):
     """Start a dispatcher actor under ``name`` (or return the one that already runs under it)."""
     ensure_connected()
-    options = dict(name=name, namespace=NAMESPACE, get_if_exists=True)
+    options = dict(name=name, namespace=NAMESPACE, get_if_exists=True, **on_the_head())
     if detached:
         options["lifetime"] = "detached"
     return Dispatcher.options(**options).remote(env=env, workers=workers, name=name)

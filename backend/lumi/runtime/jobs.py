@@ -7,6 +7,7 @@ connection and its ObjectRef reused, so an unchanged input (or graph) is not sen
 from __future__ import annotations
 
 import hashlib
+import signal
 import sys
 import threading
 import uuid
@@ -243,18 +244,23 @@ class Submission:
             self._cancel_done.set()
 
 
-# -- KeyboardInterrupts that CPython drops --------------------------------------------------------------
+# -- KeyboardInterrupts that get lost ------------------------------------------------------------------
 # A KeyboardInterrupt raised inside a finalizer (a ``__del__``, a weakref callback, the garbage collector) is
 # only printed ("Exception ignored in ...") and dropped, and the interrupted code goes on as if nothing
-# happened. Ray's ``ActorHandle.__del__`` runs on the caller's thread during every named-actor lookup
-# (``get_dispatcher()``), so a Ctrl-C handled there was lost: the cell ran its job to the end. While a
-# ``keeping_interrupts()`` block runs, such an interrupt on the main thread is kept instead, and raised again
-# by :func:`check_interrupts` (which the waits here call) or when the block ends. The hook that keeps them is
-# installed once and stays (undoing it on the way out could itself be interrupted); outside such blocks it
-# hands everything to the hook it replaced.
+# happened. Ray's ``ActorHandle.__del__`` runs on the caller's thread during named-actor lookups, so a Ctrl-C
+# handled there was lost: the cell ran its job to the end. A Ctrl-C is a SIGINT, whose handler runs on the main
+# thread wherever it happens to be, also inside C code that checks for signals (Ray's waits turn the
+# KeyboardInterrupt into a status of their own) and past code that may drop it; once in a full suite under load
+# one vanished in the wait loop with no trace. So while a ``keeping_interrupts()`` block runs on the main thread,
+# every Ctrl-C is also kept, whether it comes as a SIGINT (Lumi's handler raises it and keeps a copy) or is
+# dropped in a finalizer (the unraisable hook keeps it). :func:`check_interrupts` (which the waits here call)
+# raises a kept one again, and so does the block's end; an interrupt that propagates out of the block was seen,
+# and is not raised twice. The handler and the hook are installed once and stay (undoing them on the way out
+# could itself be interrupted); outside such blocks they hand everything to what they replaced.
 _keeping = 0  # keeping_interrupts() blocks running on the main thread
 _kept: BaseException | None = None
 _previous_hook = None
+_previous_sigint = None
 
 
 def _unraisable(unraisable) -> None:
@@ -266,31 +272,53 @@ def _unraisable(unraisable) -> None:
     (_previous_hook or sys.__unraisablehook__)(unraisable)
 
 
+def _sigint(signum, frame) -> None:
+    global _kept
+    if _keeping:
+        _kept = KeyboardInterrupt()  # raised again by check_interrupts should whoever gets this one drop it
+        raise KeyboardInterrupt
+    if callable(_previous_sigint):
+        _previous_sigint(signum, frame)
+    elif _previous_sigint != signal.SIG_IGN:
+        raise KeyboardInterrupt
+
+
+def _install() -> None:
+    global _previous_hook, _previous_sigint
+    if sys.unraisablehook is not _unraisable:
+        _previous_hook, sys.unraisablehook = sys.unraisablehook, _unraisable
+    current = signal.getsignal(signal.SIGINT)
+    if current is not _sigint and current is not None:  # None: a handler not installed from Python; leave it
+        _previous_sigint = current
+        signal.signal(signal.SIGINT, _sigint)
+
+
 class keeping_interrupts:
-    """``with keeping_interrupts():`` keeps, and raises again, the KeyboardInterrupts CPython would drop on
-    the main thread (see above); elsewhere it does nothing."""
+    """``with keeping_interrupts():`` keeps, and raises again, the KeyboardInterrupts that would otherwise get lost
+    on the main thread (see above); elsewhere it does nothing."""
 
     def __enter__(self):
-        global _keeping, _kept, _previous_hook
+        global _keeping, _kept
         self.active = threading.current_thread() is threading.main_thread()
         if self.active:
-            if sys.unraisablehook is not _unraisable:
-                _previous_hook, sys.unraisablehook = sys.unraisablehook, _unraisable
-            _keeping, _kept = _keeping + 1, None  # one dropped before this block is not this block's
+            _install()
+            _keeping, _kept = _keeping + 1, None  # one kept before this block is not this block's
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        global _keeping
+        global _keeping, _kept
         if self.active:
             _keeping = max(0, _keeping - 1)
-            if exc_type is None:
+            if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+                _kept = None  # it reached the block's end: seen, and on its way out
+            elif exc_type is None:
                 check_interrupts(always=True)
         return False
 
 
 def check_interrupts(always: bool = False) -> None:
-    """Raise a KeyboardInterrupt that a finalizer dropped on the main thread during a ``keeping_interrupts()``
-    block, if one was kept."""
+    """Raise a KeyboardInterrupt that was lost on the main thread during a ``keeping_interrupts()`` block, if one
+    was kept."""
     global _kept
     if _kept is not None and (_keeping or always):
         kept, _kept = _kept, None

@@ -49,10 +49,13 @@ class Journal:
             raise JournalError(f"the job journal at {path} cannot be opened ({e}); free the disk or set "
                                "LUMI_JOURNAL to a writable path") from None
 
-    def _write(self, sql: str, rows: list[tuple]) -> None:
+    def _write(self, sql: str, rows: list[tuple], *more: tuple[str, list[tuple]]) -> None:
+        """Write ``rows`` with ``sql`` (and each further ``(sql, rows)``) in one transaction."""
         try:
             with self.db:
-                self.db.executemany(sql, rows)
+                for statement, values in ((sql, rows), *more):
+                    if values:
+                        self.db.executemany(statement, values)
         except sqlite3.Error as e:
             raise JournalError(f"the job journal at {self.path} cannot be written ({e}); nothing was accepted. "
                                "Free the disk or make it writable, then submit again") from None
@@ -62,12 +65,13 @@ class Journal:
         refs = ray.cloudpickle.dumps((program, args))  # ObjectRefs out of band: resolvable after a restart
         self._write("INSERT INTO jobs (id, record, refs) VALUES (?, ?, ?)", [(record["id"], json.dumps(record), refs)])
 
-    def ended(self, record: dict, value=None, output: list | None = None) -> None:
+    def ended(self, record: dict, value=None, output: list | None = None, costs: list[Record] = ()) -> None:
         """A job finished, failed or was cancelled; its small result and its output go with it (its ObjectRefs
-        stay until the result is taken: a restart runs a finished job again whose big result nobody took)."""
+        stay until the result is taken: a restart runs a finished job again whose big result nobody took), and
+        in the same transaction the cost records metered since the last write."""
         self._write("UPDATE jobs SET record = ?, value = ?, output = ? WHERE id = ?",
                     [(json.dumps(record), None if value is None else ray.cloudpickle.dumps(value),
-                      None if output is None else json.dumps(output), record["id"])])
+                      None if output is None else json.dumps(output), record["id"])], self._cost_rows(costs))
 
     def taken(self, job_id: str) -> None:
         """A waiter took the job's result: a restart need not run it again for it (a small result stays, for a
@@ -76,7 +80,11 @@ class Journal:
 
     def costs(self, records: list[Record]) -> None:
         if records:
-            self._write("INSERT INTO costs (record) VALUES (?)", [(json.dumps(asdict(r)),) for r in records])
+            self._write(*self._cost_rows(records))
+
+    @staticmethod
+    def _cost_rows(records: list[Record]) -> tuple[str, list[tuple]]:
+        return "INSERT INTO costs (record) VALUES (?)", [(json.dumps(asdict(r)),) for r in records]
 
     def forget(self, job_ids: list[str]) -> None:
         if job_ids:

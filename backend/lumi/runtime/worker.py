@@ -123,7 +123,7 @@ class Worker:
         return OutOfMemory(f"{what} ran out of memory: {why}.{replaced} Use less memory per job (smaller batches, "
                            f"fewer rows), {more}")
 
-    @ray.method(num_returns=2)
+    @ray.method(num_returns=2, enable_task_events=False)  # the hot path: no per-call task events for Ray's state API
     def run_job(self, kind: str, program, *args, tenant: str = LOCAL_TENANT, job: str | None = None):
         """Run a job; return ``(meter reading, result)`` so the scheduler sees only the small part.
 
@@ -149,6 +149,7 @@ class Worker:
             reading["value"] = result  # small: it travels with the reading, saving the waiter a fetch
         return reading, result
 
+    @ray.method(enable_task_events=False)
     def run_batch(self, lease: str, arrays: list) -> tuple[dict, list]:
         """Run one batch of the leased endpoint version: ``(meter reading, outputs)``; raises what failed."""
         held = self.held

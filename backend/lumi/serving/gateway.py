@@ -51,7 +51,7 @@ from ..errors import (
     Unavailable,
 )
 from ..graph.fileformat import parse_json
-from ..runtime.cluster import NAMESPACE, ensure_connected
+from ..runtime.cluster import NAMESPACE, ensure_connected, on_the_head
 from ..runtime.config import SETTINGS, load_config, lumi_environment, setting
 from ..storage.catalog import stores
 from ..version import __version__
@@ -583,7 +583,7 @@ def ensure_gateway() -> dict:
     config = load_config()
     home = str(config.home)
     key = admin_key(home)
-    actor = GatewayActor.options(name=ACTOR_NAME, namespace=NAMESPACE, lifetime="detached",
+    actor = GatewayActor.options(name=ACTOR_NAME, namespace=NAMESPACE, lifetime="detached", **on_the_head(),
                                  get_if_exists=True).remote(
         home, setting("LUMI_MODEL_STORE"), setting("LUMI_GATEWAY_HOST"), setting("LUMI_GATEWAY_PORT"),
         bool(setting("LUMI_RAY_ADDRESS")), lumi_environment())
