@@ -1,7 +1,8 @@
 """Dispatcher overhead: jobs/s through the dispatcher (one client, and 16 concurrent clients each
 submitting a trivial graph and awaiting its result) and the p50 round trip of a trivial ``%%remote``
 cell, each beside bare ``ray.get(actor.method.remote())`` calls (one thread, and 16 threads) measured
-in the same run.
+in the same run, with the CPU time each kind of process (this client, the dispatcher, the workers, Ray's raylet
+and GCS) spent per call and per job.
 
     python benchmarks/dispatcher.py [--jobs 400] [--cells 40] [--clients 16] [--seconds 5]
 """
@@ -9,6 +10,7 @@ in the same run.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import threading
@@ -16,6 +18,7 @@ import time
 
 import lumi
 import numpy as np
+import psutil
 import ray
 from _machine import cpu_model
 from lumi.runtime import cluster
@@ -62,17 +65,46 @@ def closed_loop(clients: int, seconds: float, call) -> float:
     return sum(done) / (time.perf_counter() - start)
 
 
-def concurrent_rates(clients: int, seconds: float) -> tuple[float, float]:
-    """(bare actor calls/s, dispatcher jobs/s), each from ``clients`` threads."""
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds used so far by each kind of process on this machine: this client, the dispatcher, the workers,
+    Ray's raylet and GCS, everything else."""
+    used: dict[str, float] = {}
+    for p in psutil.process_iter(["pid", "cmdline", "cpu_times"]):
+        cmdline, times = " ".join(p.info["cmdline"] or []), p.info["cpu_times"]
+        if times is None:
+            continue
+        kind = ("client" if p.info["pid"] == os.getpid() else "dispatcher" if "ray::Dispatcher" in cmdline
+                else "workers" if "ray::Worker" in cmdline else "raylet" if "raylet/raylet" in cmdline
+                else "gcs" if "gcs_server" in cmdline else "other")
+        used[kind] = used.get(kind, 0.0) + times.user + times.system
+    return used
+
+
+def closed_loop_cpu(clients: int, seconds: float, call) -> tuple[float, dict[str, float]]:
+    """:func:`closed_loop`'s rate, and the CPU milliseconds each kind of process spent per call meanwhile."""
+    before, start = cpu_seconds(), time.perf_counter()
+    rate = closed_loop(clients, seconds, call)
+    after, calls = cpu_seconds(), rate * (time.perf_counter() - start)
+    return rate, {k: (after[k] - before.get(k, 0.0)) / calls * 1e3 for k in after if after[k] > before.get(k, 0.0)}
+
+
+def concurrent_rates(clients: int, seconds: float) -> tuple[float, float, dict, dict]:
+    """(bare actor calls/s, dispatcher jobs/s, CPU ms per bare call, CPU ms per job), each from ``clients``
+    threads."""
     actor = Worker.options(num_gpus=0.01).remote()
     ray.get(actor.info.remote())
-    bare = closed_loop(clients, seconds, lambda: ray.get(actor.info.remote()))
+    bare, bare_cpu = closed_loop_cpu(clients, seconds, lambda: ray.get(actor.info.remote()))
     ray.kill(actor)
     x = np.ones(4, np.float32)
     graph = lumi.trace(lambda x: x + 1, x)
     lumi.submit(graph, x).result(timeout=120)
-    jobs = closed_loop(clients, seconds, lambda: lumi.submit(graph, x).result(timeout=120))
-    return bare, jobs
+    jobs, jobs_cpu = closed_loop_cpu(clients, seconds, lambda: lumi.submit(graph, x).result(timeout=120))
+    return bare, jobs, bare_cpu, jobs_cpu
+
+
+def shown(cpu: dict[str, float]) -> str:
+    parts = [f"{kind} {ms:.2f}" for kind, ms in sorted(cpu.items(), key=lambda kv: -kv[1]) if ms >= 0.01]
+    return f"{sum(cpu.values()):.2f} ms ({', '.join(parts)})"
 
 
 def dispatcher_throughput(n: int) -> tuple[float, list[float]]:
@@ -121,7 +153,7 @@ def main() -> None:
     bare = bare_round_trip(300)
     throughput, serial = dispatcher_throughput(args.jobs)
     cells = remote_cells(args.cells)
-    bare_rate, job_rate = concurrent_rates(args.clients, args.seconds)
+    bare_rate, job_rate, bare_cpu, job_cpu = concurrent_rates(args.clients, args.seconds)
     bare_ms = p50_ms(bare)
     print(f"bare ray.get(actor.method.remote()) p50: {bare_ms:.2f} ms ({1e3 / bare_ms:.0f} calls/s one at a time)")
     print(f"dispatcher throughput, {args.jobs} trivial graphs submitted then awaited: {throughput:.0f} jobs/s "
@@ -131,6 +163,8 @@ def main() -> None:
     print(f"trivial %%remote cell p50: {p50_ms(cells):.2f} ms (x{p50_ms(cells) / bare_ms:.1f} bare)")
     print(f"{args.clients} concurrent clients, submit + result each: {job_rate:.0f} jobs/s against "
           f"{bare_rate:.0f} bare calls/s from {args.clients} threads (x{job_rate / bare_rate:.2f}; goal 0.5x)")
+    print(f"CPU per bare call: {shown(bare_cpu)}")
+    print(f"CPU per job: {shown(job_cpu)}")
 
 
 if __name__ == "__main__":
