@@ -30,6 +30,7 @@ from typing import Annotated, TypeVar
 
 import httpx
 import ray
+import uvloop
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -480,8 +481,9 @@ class GatewayActor:
         return self.url
 
     def _serve(self) -> None:
-        try:
-            asyncio.run(self._main())
+        try:  # on uvloop, as uvicorn itself would run it (uvicorn[standard])
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                runner.run(self._main())
         except BaseException as e:  # reported by start()
             self.error = e
             self.ready.set()
