@@ -51,7 +51,8 @@ def page(results: dict[str, str], cuda: dict[str, str]) -> str:
     models[1] += " --- |"
     models[2:] = [row + f" {cuda.get(m, '')} |" for row, m in zip(models[2:], conformance.LIGHT_ALL)]
     return "\n".join([BEGIN, "", conformance.node_table(results), "\n".join(models), "",
-                      "Expected failures, by reason:", "", conformance.failure_list(), END])
+                      conformance.ill_conditioned_notes(), "Expected failures, by reason:", "",
+                      conformance.failure_list(), END])
 
 
 def main() -> None:

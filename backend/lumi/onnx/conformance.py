@@ -29,7 +29,14 @@ EXPECTED_FAILURES: dict[str, str] = {
     r"^test_range_.*_expanded$": "the expanded form uses Loop, which is not supported",
 }
 
-LIGHT_IN_SUITE = ("squeezenet", "shufflenet", "resnet50")
+LIGHT_IN_SUITE = ("densenet121", "shufflenet", "resnet50")
+# Light models whose check does not measure the backend: their outcome depends on the BLAS build.
+ILL_CONDITIONED = {
+    "squeezenet": ("its dummy weights are all 0.02, so its 1,000 logits are equal in exact arithmetic (about 9.5e9); "
+                   "a 1-ULP difference between channels' float32 sums, which depends on the BLAS's blocking, "
+                   "decides the softmax (Lumi is within 5e-6 of onnxruntime at every layer; onnx's own "
+                   "ReferenceEvaluator misses the expected output by 0.999)"),
+}
 LIGHT_ALL = ("bvlc_alexnet", "densenet121", "inception_v1", "inception_v2", "resnet50", "shufflenet",
              "squeezenet", "vgg19", "zfnet512")
 
@@ -136,3 +143,8 @@ def model_table(results: dict[str, str]) -> str:
     lines = ["| light model (`onnx/backend/test/data/light`) | on `cpu` |", "| --- | --- |"]
     lines += [f"| {m} | {results.get(f'test_{m}', 'not run')} |" for m in LIGHT_ALL]
     return "\n".join(lines) + "\n"
+
+
+def ill_conditioned_notes() -> str:
+    """Why the light models of :data:`ILL_CONDITIONED` are left out of the suite (markdown)."""
+    return "".join(f"- {m}, not in the suite: {why}.\n" for m, why in ILL_CONDITIONED.items())
