@@ -44,10 +44,10 @@ def _follow(job: jobs.Job, timeout: float | None, view, echo: bool = False):
     with ``echo`` (a Python job), print what it prints as it goes."""
     start = time.monotonic()
     while True:
-        ready, _ = ray.wait([job.waiter()], timeout=0.25)
+        ended = job.wait(0.25)
         jobs.check_interrupts()
         elapsed = time.monotonic() - start
-        if ready:
+        if ended:
             break
         view.show(job.progress(), elapsed)
         if echo:

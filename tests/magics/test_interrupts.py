@@ -408,23 +408,23 @@ def test_interrupt_before_the_answer_reaches_the_cell_still_cancels(shell, busy_
 def test_a_ctrl_c_whose_interrupt_is_swallowed_still_cancels(shell, busy_workers, monkeypatch):
     # Once, in a full suite under load, a Ctrl-C (a SIGINT) vanished in the wait loop with no trace and the job ran
     # to its end: something between the signal and the cell dropped the KeyboardInterrupt. Here a stand-in for
-    # Ray's wait drops it on purpose; the handler Lumi installs kept a copy, which the wait loop raises.
-    import lumi_magics.remote as remote
+    # the wait on the job's end drops it on purpose; the handler Lumi installs kept a copy, which the wait raises.
+    real_wait, calls = jobs._wait_on, []
 
-    real_wait, calls = ray.wait, []
-
-    def swallowing_wait(refs, *args, **kwargs):
+    def swallowing_wait(event, seconds):
+        if threading.current_thread() is not threading.main_thread():
+            return real_wait(event, seconds)
         calls.append(1)
         if len(calls) > 40:  # 10 s of waits: the interrupt is lost for good; end the cell rather than hang
             raise RuntimeError("the swallowed interrupt was never raised again")
         try:
             if len(calls) == 3:
                 _thread.interrupt_main()  # the SIGINT's KeyboardInterrupt is raised right here, and dropped
-            return real_wait(refs, *args, **kwargs)
+            return real_wait(event, seconds)
         except KeyboardInterrupt:
-            return [], list(refs)
+            return False
 
-    monkeypatch.setattr(remote.ray, "wait", swallowing_wait)
+    monkeypatch.setattr(jobs, "_wait_on", swallowing_wait)
     before = job_ids()
     result = shell.run_cell("%%remote --python\n" + LONG, silent=True)
     monkeypatch.undo()

@@ -70,11 +70,11 @@ def test_a_restarted_dispatcher_keeps_finished_jobs_and_their_small_results(make
 
 def test_a_journal_that_cannot_be_written_refuses_the_job(tmp_path):
     journal = Journal(tmp_path / "j.sqlite")
-    journal.accepted({"id": "a" * 12, "state": "queued"}, None, [])
+    journal.accepted([({"id": "a" * 12, "state": "queued"}, None, [])])
     journal.db.close()
     journal.db = sqlite3.connect(f"file:{tmp_path / 'j.sqlite'}?mode=ro", uri=True, isolation_level=None)
     with pytest.raises(JournalError, match="cannot be written.*nothing was accepted"):
-        journal.accepted({"id": "b" * 12, "state": "queued"}, None, [])
+        journal.accepted([({"id": "b" * 12, "state": "queued"}, None, [])])
     assert [r["id"] for r, *_ in journal.jobs()] == ["a" * 12]
 
 

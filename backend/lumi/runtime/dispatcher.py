@@ -54,6 +54,7 @@ LEASE_MIN_S = 2.0  # a lease is never reclaimed sooner than this after its grant
 CPU_WORKER_KEEP_S = 30.0  # an unleased CPU worker is kept this long for the next lease, then stopped
 BURST_KEEP_S = 5.0  # a burst worker idle this long with nothing queued is stopped: the borrowed node goes back
 RESULT_GRACE_S = 30.0  # how long a result stays with the dispatcher after a waiter had it
+MAILBOX_KEEP_S = 600.0  # a mailbox nobody collected from this long is dropped
 LOST_INPUTS = ("its inputs are gone: the process that submitted it has exited (or dropped them) and the dispatcher "
                "restarted meanwhile; submit the job again")
 
@@ -86,11 +87,13 @@ class _Job:
     value: object = None  # the result itself when small enough to come with the reading
     output: list | None = None  # what a Python job printed, once it has finished
     handed: bool = False  # a waiter has had the result
+    mailbox: str | None = None  # where the submitting process collects the job's end (see lumi.runtime.wire)
     finished: asyncio.Event = field(default_factory=asyncio.Event)
 
     def journal_record(self) -> dict:
         """What the journal keeps of the job (its ObjectRefs go beside it)."""
-        return {**self.public(), "kind": self.kind, "key": self.key, "work": self.work, "gpu": self.gpu}
+        return {**self.public(), "kind": self.kind, "key": self.key, "work": self.work, "gpu": self.gpu,
+                "mailbox": self.mailbox}
 
     def public(self, position: int | None = None, tier_position: int | None = None) -> dict:
         return {"id": self.id, "tenant": self.tenant, "tier": self.tier, "state": self.state,
@@ -98,6 +101,19 @@ class _Job:
                 "started_at": self.started_at, "finished_at": self.finished_at, "gpu_seconds": self.gpu_seconds,
                 "cost": self.cost, "device": self.device, "worker": self.worker, "error": self.error,
                 "attempts": self.attempts, "label": self.label, "estimate": self.estimate}
+
+
+@dataclass(eq=False)
+class _Mailbox:
+    """The ends of one client process's jobs, until its collector takes them."""
+
+    ready: list[str] = field(default_factory=list)
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+    polled: float = field(default_factory=time.monotonic)
+
+    def add(self, job_id: str) -> None:
+        self.ready.append(job_id)
+        self.event.set()
 
 
 @dataclass(eq=False)
@@ -209,13 +225,18 @@ class Dispatcher:
         self._cpu_starting = 0
         self.ledger = metering.Ledger()
         self.counts = dict.fromkeys(("accepted", "refused", "done", "failed", "cancelled", "requeued", "burst_started",
-                                     "burst_released"), 0)
+                                     "burst_released", "submit_calls"), 0)
         self.peak = {"total": 0, **dict.fromkeys(self.tiers, 0)}
         self._order: dict[str, tuple[int, int]] | None = None
         self._last_start = 0.0
         self._started = False
         self._growing = False
         self._costs: list[metering.Record] = []  # metered, not yet journaled
+        self._ends: list[tuple[dict, object, list | None]] = []  # jobs ended, not yet journaled
+        self._gone: list[str] = []  # jobs forgotten (past KEEP_FINISHED), not yet journaled
+        self._flush_due = False
+        self.mailboxes: dict[str, _Mailbox] = {}
+        self.incarnation = uuid.uuid4().hex  # a client's collector sees a restart by its change
         self.journal = Journal(setting("LUMI_JOURNAL", env) / f"{name}.sqlite", setting("LUMI_JOURNAL_MAX_BYTES", env))
         self._restore()
 
@@ -230,7 +251,8 @@ class Dispatcher:
             job = _Job(id=record["id"], tenant=record["tenant"], tier=record["tier"], kind=record["kind"],
                        program=program, args=list(args), key=record["key"], work=record["work"],
                        estimate=record["estimate"], gpu=record["gpu"], label=record["label"],
-                       submitted_at=record["submitted_at"], attempts=record["attempts"])
+                       submitted_at=record["submitted_at"], attempts=record["attempts"],
+                       mailbox=record.get("mailbox"))
             self.jobs[job.id] = job
             if record["tier"] not in self.queues:  # a tier the new configuration no longer has
                 record = {**record, "state": "failed", "error": f"its tier {record['tier']!r} no longer exists"}
@@ -242,9 +264,11 @@ class Dispatcher:
                 continue
             for name in ("state", "started_at", "finished_at", "gpu_seconds", "cost", "device", "worker", "error"):
                 setattr(job, name, record[name])
-            job.value, job.output = value, output
+            job.value, job.output, job.handed = value, output, taken
             job.program, job.args = None, []
             job.finished.set()
+            if job.mailbox and not taken:
+                self._mailbox(job.mailbox).add(job.id)
             self.finished.append(job.id)
             if job.state == "done" and job.key and job.gpu_seconds > 0:  # measured runtimes, measured again
                 self.measured[job.key] = metering.refine(self.measured.get(job.key), job.gpu_seconds)
@@ -302,7 +326,47 @@ class Dispatcher:
     async def submit(self, spec: dict) -> dict:
         """Queue a job; raise Busy past the caps. ``spec``: kind, program, args, tenant, tier, gpu,
         label, key, work, and optionally estimate (seconds) to override the model."""
+        (answer,) = self._submit_all([spec], None)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    @ray.method(enable_task_events=False)
+    async def submit_many(self, specs: list[dict], mailbox: str | None = None) -> list:
+        """``submit`` for many specs at once (one journal transaction): the job's record, or the Busy/LumiError,
+        for each. With ``mailbox``, each job's end goes there for :meth:`collect`."""
+        return self._submit_all(specs, mailbox)
+
+    def _submit_all(self, specs: list[dict], mailbox: str | None) -> list:
         self._ensure_started()
+        self.counts["submit_calls"] += 1
+        answers: list = []
+        for spec in specs:
+            try:
+                answers.append(self._accept(spec, mailbox))
+            except LumiError as e:
+                answers.append(e)
+        new = [a for a in answers if isinstance(a, _Job)]
+        try:  # nothing is accepted that is not journaled (JournalError refuses the lot)
+            self.journal.accepted([(job.journal_record(), job.program, job.args) for job in new])
+        except JournalError as e:
+            for job in new:
+                self.queues[job.tier].remove(job)
+                del self.jobs[job.id]
+            self.counts["accepted"] -= len(new)
+            return [e if isinstance(a, _Job) else a for a in answers]
+        if new:
+            self._note_peak()
+            self._changed()
+            self._dispatch()
+        # positions are computed when asked for (status), not on every submit
+        return [a.public() if isinstance(a, _Job) else a for a in answers]
+
+    def _accept(self, spec: dict, mailbox: str | None) -> _Job | dict:
+        """Queue one spec's job (the caller journals it): the new job, or the record of the one already made
+        under its id (Ray retried the submit across a restart)."""
+        if spec.get("id") in self.jobs:
+            return self.jobs[spec["id"]].public()
         tier = spec.get("tier") or "api"
         self._admit(tier)
         self._check_job_quota(spec.get("tenant") or "local", tier)
@@ -310,21 +374,15 @@ class Dispatcher:
         if kind not in ("graph", "python"):
             raise LumiError(f"unknown job kind {kind!r}; use 'graph' or 'python'")
         self._check_gpus(spec.get("gpu"))
-        if spec.get("id") in self.jobs:  # the same submit again (Ray retries it across a restart): the same job
-            return self.jobs[spec["id"]].public()
         job = _Job(id=self._new_id(spec.get("id")), tenant=spec.get("tenant") or "local", tier=tier, kind=kind,
                    program=spec["program"], args=list(spec.get("args", [])), key=spec.get("key", ""),
                    work=dict(spec.get("work") or {}), estimate=0.0, gpu=spec.get("gpu"),
-                   label=spec.get("label") or kind, submitted_at=time.time())
+                   label=spec.get("label") or kind, submitted_at=time.time(), mailbox=mailbox)
         job.estimate = float(spec.get("estimate") or self._estimate(job))
-        self.journal.accepted(job.journal_record(), job.program, job.args)  # refused (JournalError) unless written
         self.jobs[job.id] = job
         self.queues[tier].append(job)
         self.counts["accepted"] += 1
-        self._note_peak()
-        self._changed()
-        self._dispatch()
-        return job.public()  # positions are computed when asked for (status), not on every submit
+        return job
 
     def _new_id(self, wanted: str | None) -> str:
         """A fresh job id, or the client's own (so that a client interrupted mid-submit can still cancel it)."""
@@ -368,7 +426,7 @@ class Dispatcher:
         try:
             return self._release(token, seconds, device, endpoint, admitted)
         finally:
-            self._journal_costs()
+            self._flush()
 
     def _release(self, token: str, seconds: float | None, device: str, endpoint: str | None,
                  admitted: tuple[str, str] | None = None) -> dict:
@@ -393,14 +451,8 @@ class Dispatcher:
                 answers.append(self._release(*item))
             except LumiError as e:
                 answers.append(e)
-        self._journal_costs()
+        self._flush()
         return answers
-
-    def _journal_costs(self) -> None:
-        """Write the cost records metered since the last call, in one transaction."""
-        records, self._costs = self._costs, []
-        with contextlib.suppress(JournalError):  # metered already; a full disk loses the record, not the answer
-            self.journal.costs(records)
 
     # -- leases -------------------------------------------------------------------------------
     async def lease(self, spec: dict) -> dict:
@@ -564,6 +616,8 @@ class Dispatcher:
                 if not slot.running:  # a job's own watcher hands back what a dead worker ran
                     self._lose(slot)
             now = time.monotonic()
+            for mailbox in [m for m, box in self.mailboxes.items() if now - box.polled > MAILBOX_KEEP_S]:
+                del self.mailboxes[mailbox]  # its process stopped collecting: it has gone
             for slot in self.pool.lendable(CPU):
                 if now - slot.free_since > CPU_WORKER_KEEP_S:
                     self.pool.retire(slot)
@@ -658,11 +712,11 @@ class Dispatcher:
             job.result, job.value, job.output = result_ref, reading.get("value"), reading.get("output")
             job.finished_at = time.time()
             self.counts[job.state] += 1
-            job.finished.set()
+            self._ended(job)
             self._prune(job)
             self._journal_end(job)
         else:  # cancel() journaled how it ended; only the seconds it ran are new
-            self._journal_costs()
+            self._flush()
         self._changed()
 
     def _worker_lost(self, job: _Job, slot: Slot, error: Exception) -> None:
@@ -688,16 +742,40 @@ class Dispatcher:
         job.state, job.error, job.finished_at = "failed", reason, time.time()
         job.program, job.args = None, []
         self.counts["failed"] += 1
-        job.finished.set()
+        self._ended(job)
         self._prune(job)
         self._journal_end(job)
         self._changed()
 
+    def _ended(self, job: _Job) -> None:
+        """Wake the job's waiters, and put its end in its client's mailbox."""
+        job.finished.set()
+        if job.mailbox:
+            self._mailbox(job.mailbox).add(job.id)
+
+    def _mailbox(self, mailbox: str) -> _Mailbox:
+        box = self.mailboxes.get(mailbox)
+        if box is None:
+            box = self.mailboxes[mailbox] = _Mailbox()
+        return box
+
     def _journal_end(self, job: _Job) -> None:
-        """Journal how ``job`` ended (with its small result and output) and the costs metered meanwhile."""
-        costs, self._costs = self._costs, []
-        with contextlib.suppress(JournalError):  # it ended; after a restart on a full disk it would run again
-            self.journal.ended(job.journal_record(), job.value, job.output, costs)
+        """Journal how ``job`` ended (with its small result and output) with the next flush: once this turn of the
+        event loop is over, and in any case before its end is handed to anyone."""
+        self._ends.append((job.journal_record(), job.value, job.output))
+        if not self._flush_due:
+            self._flush_due = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Write the ends, forgotten jobs and cost records gathered since the last flush, in one transaction."""
+        self._flush_due = False
+        ends, gone, costs = self._ends, self._gone, self._costs
+        self._ends, self._gone, self._costs = [], [], []
+        if not (ends or gone or costs):
+            return
+        with contextlib.suppress(JournalError):  # they ended; after a restart on a full disk they would run again
+            self.journal.ended(ends, gone, costs)
 
     async def cancel(self, job_id: str) -> dict:
         """Cancel a queued or running job (a running one's worker is replaced if it does not stop)."""
@@ -711,9 +789,10 @@ class Dispatcher:
             asyncio.get_running_loop().create_task(self._stop(job, job.worker))
         job.state, job.finished_at = "cancelled", time.time()
         self.counts["cancelled"] += 1
-        job.finished.set()
+        self._ended(job)
         self._prune(job)
         self._journal_end(job)
+        self._flush()
         self._changed()
         return self._public(job)
 
@@ -772,8 +851,7 @@ class Dispatcher:
         while len(self.finished) > KEEP_FINISHED:
             gone.append(self.finished.popleft())
             self.jobs.pop(gone[-1], None)
-        with contextlib.suppress(JournalError):
-            self.journal.forget(gone)
+        self._gone += gone
 
     async def status(self, job_id: str) -> dict:
         return self._public(self._job(job_id))
@@ -802,19 +880,57 @@ class Dispatcher:
 
     @ray.method(enable_task_events=False)
     async def wait(self, job_id: str) -> dict:
-        """Wait until the job finishes; hand over its result's ObjectRef (in a list) and its small result. Ray may
-        deliver a wait twice (a retry across a restart), so the result stays for RESULT_GRACE_S after the first
-        hand-over, then the dispatcher lets go of it."""
+        """Wait until the job finishes; hand over its end (see :meth:`_hand_over`)."""
         job = self._job(job_id)
         await job.finished.wait()
-        result, value = job.result, job.value
-        if (result is not None or value is not None) and not job.handed:
-            job.handed = True
-            with contextlib.suppress(JournalError):
-                self.journal.taken(job.id)
-            asyncio.get_running_loop().call_later(RESULT_GRACE_S, self._let_go, job)
-        return {"job": self._public(job), "result": None if result is None else [result], "value": value,
-                "output": job.output}
+        return self._hand_over([job])[0]
+
+    @ray.method(enable_task_events=False)
+    async def collect(self, mailbox: str, watch: list[str] | None = None, wait_s: float = 5.0) -> dict:
+        """The ends of the jobs submitted with ``mailbox`` that finished since the last collect (waiting up to
+        ``wait_s`` for one), each as :meth:`wait` answers it; ``watch`` names jobs whose end belongs there too
+        (a collector that saw a restart names what it still waits for). Jobs of ``watch`` this dispatcher does
+        not know are listed as ``unknown``; ``incarnation`` changes when the dispatcher restarts."""
+        self._ensure_started()
+        box = self._mailbox(mailbox)
+        box.polled = time.monotonic()
+        unknown = []
+        for job_id in watch or ():
+            job = self.jobs.get(job_id)
+            if job is None:
+                unknown.append(job_id)
+                continue
+            job.mailbox = mailbox
+            if job.finished.is_set() and job_id not in box.ready:
+                box.add(job_id)
+        if not box.ready and not unknown:
+            box.event.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(box.event.wait(), wait_s)
+        ids, box.ready = box.ready, []
+        box.event.clear()
+        box.polled = time.monotonic()
+        unknown += [i for i in ids if i not in self.jobs]
+        ends = self._hand_over([self.jobs[i] for i in ids if i in self.jobs])
+        return {"ends": ends, "unknown": unknown, "incarnation": self.incarnation}
+
+    def _hand_over(self, ended: list[_Job]) -> list[dict]:
+        """Each finished job's end: its record, result ObjectRef (in a list) and small result. Ray may deliver an
+        answer twice (a retry across a restart), so a result stays for RESULT_GRACE_S after its first hand-over,
+        then the dispatcher lets go of it."""
+        self._flush()  # nothing is handed over that is not journaled
+        answers, taken = [], []
+        for job in ended:
+            result, value = job.result, job.value
+            if (result is not None or value is not None) and not job.handed:
+                job.handed = True
+                taken.append(job.id)
+                asyncio.get_running_loop().call_later(RESULT_GRACE_S, self._let_go, job)
+            answers.append({"job": self._public(job), "result": None if result is None else [result],
+                            "value": value, "output": job.output})
+        with contextlib.suppress(JournalError):
+            self.journal.taken(taken)
+        return answers
 
     @staticmethod
     def _let_go(job: _Job) -> None:

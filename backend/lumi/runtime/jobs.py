@@ -1,7 +1,8 @@
 """The client side of the dispatcher: ``lumi.submit(...) -> lumi.Job``.
 
-Graphs and input arrays travel by content hash: each is put into Ray's object store once per
-connection and its ObjectRef reused, so an unchanged input (or graph) is not sent again.
+Graphs and input arrays past INLINE_BYTES travel by content hash: each is put into Ray's object store once per
+connection and its ObjectRef reused, so an unchanged input (or graph) is not sent again. Smaller ones travel
+inside the spec: fetching an object from the store costs a worker more than a copy of 64 KiB does.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import hashlib
 import signal
 import sys
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -24,8 +26,10 @@ from ..graph.ops import OPS
 from .cluster import ensure_connected
 from .dispatcher import FINAL, get_dispatcher
 from .options import GpuRequest, job_placement
+from .wire import wire_of
 
 CACHE_BYTES = 1 << 30
+INLINE_BYTES = 64 << 10
 _cache: OrderedDict[str, tuple[ray.ObjectRef, int]] = OrderedDict()
 _cache_lock = threading.Lock()
 
@@ -78,8 +82,9 @@ def graph_spec(graph: Graph, arrays: Sequence, **options) -> dict:
     options = _placed(options)  # a malformed --gpu is refused before anything is uploaded
     arrays = [np.asarray(a) for a in arrays]
     work = graph_work(graph, arrays)
-    program = _put("graph:" + graph.hash, graph, sum(c.nbytes for c in graph.constants.values()))
-    args = [_put("array:" + array_digest(a), a, a.nbytes) for a in arrays]
+    constants = sum(c.nbytes for c in graph.constants.values())
+    program = graph if constants <= INLINE_BYTES else _put("graph:" + graph.hash, graph, constants)
+    args = [a if a.nbytes <= INLINE_BYTES else _put("array:" + array_digest(a), a, a.nbytes) for a in arrays]
     return _spec("graph", program, args, key=graph.hash, work=work, **options)
 
 
@@ -88,7 +93,7 @@ def python_spec(source: str, inputs: dict, outputs: list[str], **options) -> dic
     options = _placed(options)
     key = hashlib.sha256(source.encode()).hexdigest()
     ensure_connected()
-    return _spec("python", ray.put((source, list(outputs))), [ray.put(inputs)], key=key, work={}, **options)
+    return _spec("python", (source, list(outputs)), [ray.put(inputs)], key=key, work={}, **options)
 
 
 def _placed(options: dict) -> dict:
@@ -144,7 +149,7 @@ def with_id(spec: dict) -> dict:
 def spec_refs(spec: dict) -> tuple:
     """What a client holds while its job runs: the program and inputs, which a restarted dispatcher resolves
     from this process (their owner) again."""
-    return (spec["program"], *spec["args"])
+    return tuple(v for v in (spec["program"], *spec["args"]) if isinstance(v, ray.ObjectRef))
 
 
 CANCEL_WAIT_S = 5.0  # how long a Ctrl-C waits for the dispatcher to confirm a cancel before re-raising
@@ -156,8 +161,9 @@ class Submission:
 
     A ``KeyboardInterrupt`` (a signal handler, or an exception sent to the thread) can land between any
     two bytecodes of the submitting thread: after the dispatcher accepted the job and before its id
-    reached the caller, the job would run to its end with nobody to cancel it. So the dispatcher call
-    runs on a helper thread, which keeps its answer here whatever the caller's thread is doing, and
+    reached the caller, the job would run to its end with nobody to cancel it. So on the main thread (where a
+    Ctrl-C lands) the dispatcher call runs on a helper thread, which keeps its answer here whatever the caller's
+    thread is doing (other threads send it themselves), and
     :meth:`cancel` works at any moment: before the helper sends, nothing is sent; once the job exists it is
     cancelled; while the answer is on its way, the helper cancels the job as soon as it arrives. ``cancel``
     may be called again after an interrupt of its own (it asks once). After ``Busy``, :meth:`submit` may be
@@ -185,7 +191,10 @@ class Submission:
                 return self.job
             self._error = None
         self._answered.clear()
-        threading.Thread(target=self._send, args=(dispatcher,), name="lumi-submit", daemon=True).start()
+        if threading.current_thread() is not threading.main_thread():  # a Ctrl-C lands on the main thread only
+            self._send(dispatcher)
+        else:
+            threading.Thread(target=self._send, args=(dispatcher,), name="lumi-submit", daemon=True).start()
         while not self._answered.wait(_POLL_S):
             check_interrupts()
         check_interrupts()
@@ -201,7 +210,8 @@ class Submission:
                 return
             self._sending = True
         try:
-            job = Job(call(dispatcher.submit.remote(self.spec)), dispatcher, self.outputs, keep=spec_refs(self.spec))
+            wire = wire_of(dispatcher)
+            job = Job(wire.submit(self.spec), dispatcher, self.outputs, keep=spec_refs(self.spec), wire=wire)
         except BaseException as e:  # Busy, a refusal: handed to the caller's thread, which raises it
             with self._lock:
                 self._error, self._sending = e, False
@@ -335,10 +345,18 @@ def submit(graph: Graph, *arrays, tier: str | None = None, tenant: str | None = 
     return submit_spec(spec, dispatcher, outputs=len(graph.outputs))
 
 
-class Job:
-    """A job on the dispatcher: live ``state``, ``position``, ``gpu_seconds``, ``cost``; ``result()``."""
+def _wait_on(event: threading.Event, seconds: float) -> bool:
+    """Where a job's end is awaited: the one blocking wait of :meth:`Job.wait`."""
+    return event.wait(seconds)
 
-    def __init__(self, snapshot: dict, dispatcher, outputs: int | None = None, keep: tuple = ()):
+
+class Job:
+    """A job on the dispatcher: live ``state``, ``position``, ``gpu_seconds``, ``cost``; ``result()``.
+
+    A job submitted through this process's wire (:mod:`lumi.runtime.wire`) gets its end from the wire's
+    collector; otherwise :meth:`outputs` asks the dispatcher's ``wait``."""
+
+    def __init__(self, snapshot: dict, dispatcher, outputs: int | None = None, keep: tuple = (), wire=None):
         self.id = snapshot["id"]
         self._keep = keep  # the spec's ObjectRefs, held until the result is in: a restarted dispatcher reads them
         self._dispatcher = dispatcher
@@ -348,6 +366,31 @@ class Job:
         self._value = None
         self._output: list | None = None  # a Python job's printed chunks, once it has finished
         self._shown = 0  # chunks new_output() has handed out
+        self._end: dict | BaseException | None = None  # the wire's answer, once the job has ended
+        self._has_ended = threading.Event() if wire is not None else None
+        if wire is not None:
+            wire.expect(self)
+
+    def _ended(self, end: dict | BaseException) -> None:
+        """The wire's collector hands over the job's end (or why it cannot come)."""
+        if isinstance(end, dict):
+            self._snapshot = end["job"]
+        self._end = end
+        self._has_ended.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` seconds (None: as long as it takes) for the job to end; whether it has."""
+        if self._has_ended is None:
+            ready, _ = ray.wait([self.waiter()], timeout=timeout)
+            return bool(ready)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:  # in short waits, so that a Ctrl-C that something dropped is raised again soon
+            left = _POLL_S if deadline is None else min(_POLL_S, deadline - time.monotonic())
+            if _wait_on(self._has_ended, max(left, 0.0)):
+                return True
+            check_interrupts()
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
 
     def refresh(self) -> dict:
         """The job's latest record (see the dispatcher contract)."""
@@ -376,10 +419,11 @@ class Job:
     def outputs(self, timeout: float | None = None):
         """The raw result: the list of graph outputs, or a Python job's dict of outputs."""
         if self._value is None:
-            ready, _ = ray.wait([self.waiter()], timeout=timeout)
-            if not ready:
+            if not self.wait(timeout):
                 raise JobTimeout(f"job {self.id} still {self.state} after {timeout:g} s; wait longer or cancel()")
-            answer = call(self.waiter())
+            answer = call(self.waiter()) if self._has_ended is None else self._end
+            if isinstance(answer, BaseException):
+                raise answer
             self._snapshot, self._output = answer["job"], answer.get("output")
             state, error = self._snapshot["state"], self._snapshot["error"]
             if state == "cancelled":

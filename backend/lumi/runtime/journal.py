@@ -60,23 +60,28 @@ class Journal:
             raise JournalError(f"the job journal at {self.path} cannot be written ({e}); nothing was accepted. "
                                "Free the disk or make it writable, then submit again") from None
 
-    def accepted(self, record: dict, program, args: list) -> None:
-        """A job was accepted (before the submit is answered)."""
-        refs = ray.cloudpickle.dumps((program, args))  # ObjectRefs out of band: resolvable after a restart
-        self._write("INSERT INTO jobs (id, record, refs) VALUES (?, ?, ?)", [(record["id"], json.dumps(record), refs)])
+    def accepted(self, jobs: list[tuple[dict, object, list]]) -> None:
+        """Jobs were accepted, each ``(record, program, args)`` (before the submit is answered)."""
+        # the ObjectRefs pickled out of band: resolvable after a restart
+        self._write("INSERT INTO jobs (id, record, refs) VALUES (?, ?, ?)",
+                    [(record["id"], json.dumps(record), ray.cloudpickle.dumps((program, args)))
+                     for record, program, args in jobs])
 
-    def ended(self, record: dict, value=None, output: list | None = None, costs: list[Record] = ()) -> None:
-        """A job finished, failed or was cancelled; its small result and its output go with it (its ObjectRefs
-        stay until the result is taken: a restart runs a finished job again whose big result nobody took), and
-        in the same transaction the cost records metered since the last write."""
+    def ended(self, ends: list[tuple[dict, object, list | None]], forget: list[str] = (),
+              costs: list[Record] = ()) -> None:
+        """Jobs finished, failed or were cancelled, each ``(record, small result or None, output or None)`` (their
+        ObjectRefs stay until the result is taken: a restart runs a finished job again whose big result nobody
+        took); in the same transaction, the jobs to ``forget`` and the cost records metered since the last
+        write."""
         self._write("UPDATE jobs SET record = ?, value = ?, output = ? WHERE id = ?",
                     [(json.dumps(record), None if value is None else ray.cloudpickle.dumps(value),
-                      None if output is None else json.dumps(output), record["id"])], self._cost_rows(costs))
+                      None if output is None else json.dumps(output), record["id"]) for record, value, output in ends],
+                    ("DELETE FROM jobs WHERE id = ?", [(i,) for i in forget]), self._cost_rows(costs))
 
-    def taken(self, job_id: str) -> None:
-        """A waiter took the job's result: a restart need not run it again for it (a small result stays, for a
+    def taken(self, job_ids: list[str]) -> None:
+        """Waiters took these jobs' results: a restart need not run them again (a small result stays, for a
         wait that Ray retries because its answer was lost with the dispatcher)."""
-        self._write("UPDATE jobs SET refs = NULL, taken = 1 WHERE id = ?", [(job_id,)])
+        self._write("UPDATE jobs SET refs = NULL, taken = 1 WHERE id = ?", [(i,) for i in job_ids])
 
     def costs(self, records: list[Record]) -> None:
         if records:
@@ -85,10 +90,6 @@ class Journal:
     @staticmethod
     def _cost_rows(records: list[Record]) -> tuple[str, list[tuple]]:
         return "INSERT INTO costs (record) VALUES (?)", [(json.dumps(asdict(r)),) for r in records]
-
-    def forget(self, job_ids: list[str]) -> None:
-        if job_ids:
-            self._write("DELETE FROM jobs WHERE id = ?", [(i,) for i in job_ids])
 
     def jobs(self) -> list[tuple[dict, tuple | None, object, list | None, bool]]:
         """Every job in submission order: ``(record, (program, args) or None, value or None, output or None,

@@ -1,0 +1,158 @@
+"""One line per process to the dispatcher: submits and job ends travel in batches.
+
+Every thread's submits wait in one outbox; a sender thread takes all that are waiting and sends them in one
+``submit_many`` call, so sixteen threads submitting at once cost one actor round trip, not sixteen (a lone
+submit goes at once: nothing waits for company). Each job is submitted with this process's mailbox id, and
+the dispatcher puts the job's end (the answer ``Dispatcher.wait`` gives) into that mailbox; a collector thread
+long-polls ``collect`` and hands each end to its :class:`~lumi.runtime.jobs.Job`. So a job costs the client
+a share of one submit and one collect, however many run at once.
+
+A restarted dispatcher knows the mailbox of each journaled job. The collector sees the restart (a new
+``incarnation``) and names the jobs it still waits for once, so an end that was on its way when the old
+dispatcher died is handed over again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+import weakref
+
+import ray
+
+from ..errors import LumiError
+
+MAX_BATCH = 256  # specs in one submit_many call
+COLLECT_S = 5.0  # how long one collect waits on the dispatcher when nothing ends
+RETRY_S = 0.5  # pause after a failed collect (the dispatcher is restarting)
+EARLY_KEEP_S = 60.0  # how long an end waits for its Job to be made
+
+
+class Wire:
+    """The outbox and mailbox of one dispatcher actor in this process (see the module docstring)."""
+
+    def __init__(self, dispatcher, connection: str):
+        self.dispatcher, self.connection = dispatcher, connection
+        self.mailbox = uuid.uuid4().hex
+        self._lock = threading.Condition()
+        self._outbox: list[tuple[dict, list]] = []  # (spec, [answer]) pairs not sent yet
+        self._waiting: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # job id -> Job
+        self._early: dict[str, tuple[float, dict]] = {}  # ends that came before their Job was made
+        self._rewatch = False
+        threading.Thread(target=self._send_forever, name="lumi-wire-send", daemon=True).start()
+        threading.Thread(target=self._collect_forever, name="lumi-wire-collect", daemon=True).start()
+
+    def submit(self, spec: dict) -> dict:
+        """Send ``spec`` with the next batch; the dispatcher's record of the job, or its error raised."""
+        answer: list = []
+        with self._lock:
+            self._outbox.append((spec, answer))
+            self._lock.notify_all()
+            while not answer:
+                self._lock.wait()
+        if isinstance(answer[0], BaseException):
+            raise answer[0]
+        return answer[0]
+
+    def expect(self, job) -> None:
+        """Hand ``job`` its end when it comes (held weakly: an end nobody holds a Job for is dropped)."""
+        with self._lock:
+            early = self._early.pop(job.id, None)
+            if early is None:
+                self._waiting[job.id] = job
+                self._lock.notify_all()
+        if early is not None:
+            job._ended(early[1])
+
+    def _connected(self) -> bool:
+        """Whether this process is still on the Ray connection the wire was made for (tests shut Ray down and
+        connect again; a Ray call on a closed connection would start a bare local Ray of its own)."""
+        return ray.is_initialized() and ray.get_runtime_context().get_job_id() == self.connection
+
+    def _send_forever(self) -> None:
+        from .jobs import call  # jobs builds on this module
+
+        while True:
+            with self._lock:
+                while not self._outbox:
+                    self._lock.wait()
+            if not self._connected():
+                self._close()
+                return
+            with self._lock:
+                batch, self._outbox = self._outbox[:MAX_BATCH], self._outbox[MAX_BATCH:]
+            try:
+                answers = call(self.dispatcher.submit_many.remote([spec for spec, _ in batch], self.mailbox))
+            except Exception as e:  # the dispatcher is gone, or refused the whole batch (its journal): each says so
+                answers = [e] * len(batch)
+            with self._lock:
+                for (_, answer), value in zip(batch, answers, strict=True):
+                    answer.append(value)
+                self._lock.notify_all()
+
+    def _collect_forever(self) -> None:
+        incarnation = None
+        while True:
+            with self._lock:
+                while not self._waiting:
+                    self._lock.wait()
+                watch = list(self._waiting) if self._rewatch else None
+                self._rewatch = False
+            if not self._connected():
+                self._close()
+                return
+            try:
+                answer = ray.get(self.dispatcher.collect.remote(self.mailbox, watch, COLLECT_S))
+            except ray.exceptions.RayError:  # restarting, or gone: ask again, naming what is still awaited
+                self._rewatch = True
+                time.sleep(RETRY_S)
+                continue
+            if incarnation is not None and answer["incarnation"] != incarnation and watch is None:
+                self._rewatch = True  # ends may have been lost with the old dispatcher's answer
+            incarnation = answer["incarnation"]
+            now, ended = time.monotonic(), []
+            with self._lock:
+                for end in answer["ends"]:
+                    job = self._waiting.pop(end["job"]["id"], None)
+                    if job is not None:
+                        ended.append((job, end))
+                    else:  # its submit's answer is still on its way to the thread that makes the Job
+                        self._early[end["job"]["id"]] = (now, end)
+                for job_id in [i for i, (at, _) in self._early.items() if now - at > EARLY_KEEP_S]:
+                    del self._early[job_id]  # no Job was made for it (its submitter failed meanwhile)
+            for job, end in ended:
+                job._ended(end)
+            for job_id in answer["unknown"]:
+                job = self._waiting.pop(job_id, None)
+                if job is not None:
+                    job._ended(LumiError(f"job {job_id}: the dispatcher restarted and no longer knows it "
+                                         "(its journal keeps the last finished jobs only); submit it again"))
+
+    def _close(self) -> None:
+        """The connection is gone: what still waits here fails with the reason."""
+        gone = LumiError("the Ray connection this job was submitted on was closed; connect again and resubmit")
+        with self._lock:
+            for _, answer in self._outbox:
+                answer.append(gone)
+            self._outbox = []
+            waiting, self._waiting = list(self._waiting.values()), weakref.WeakValueDictionary()
+            self._lock.notify_all()
+        for job in waiting:
+            job._ended(gone)
+        with _wires_lock:
+            _wires.pop((self.connection, self.dispatcher._actor_id.binary()), None)
+
+
+_wires: dict[tuple[str, bytes], Wire] = {}
+_wires_lock = threading.Lock()
+
+
+def wire_of(dispatcher) -> Wire:
+    """This process's wire to ``dispatcher`` (one per Ray connection and dispatcher actor)."""
+    key = (ray.get_runtime_context().get_job_id(), dispatcher._actor_id.binary())
+    with _wires_lock:
+        wire = _wires.get(key)
+        if wire is None:
+            wire = _wires[key] = Wire(dispatcher, key[0])
+        return wire
