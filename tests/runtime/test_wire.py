@@ -1,5 +1,6 @@
 """The wire (``lumi.runtime.wire``): the submits of many threads share ``submit_many`` calls, and every job's
-end reaches its ``Job`` through the process's mailbox, also an end that comes before its submit's answer."""
+end reaches its ``Job`` through the process's mailbox, also an end that comes before its submit's answer; a
+dispatcher stopped for good fails its jobs with a LumiError, never a raw Ray one."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import threading
 
 import lumi
 import numpy as np
+import pytest
 import ray
 from dispatchers import wait_ready
+from lumi.errors import LumiError
 from lumi.runtime import jobs
 
 THREADS, EACH = 16, 10
@@ -44,3 +47,13 @@ def test_sixteen_threads_share_submit_calls_and_each_job_gets_its_own_result(mak
     calls = after["submit_calls"] - before["submit_calls"]
     assert jobs_made == THREADS * EACH
     assert calls < jobs_made, f"{calls} submit calls for {jobs_made} jobs: none was shared"
+
+
+def test_a_job_whose_dispatcher_is_stopped_for_good_fails_with_a_lumi_error(make_dispatcher):
+    d = make_dispatcher(workers=0)  # nothing runs: the job stays queued
+    job = jobs.submit_spec(jobs.python_spec("y = 1", {}, ["y"]), d)
+    ray.kill(d)  # no restart
+    with pytest.raises(LumiError, match="was stopped; submit them again"):
+        job.result(timeout=60)
+    with pytest.raises(LumiError, match="was stopped"):
+        jobs.submit_spec(jobs.python_spec("y = 1", {}, ["y"]), d)

@@ -27,6 +27,8 @@ MAX_BATCH = 256  # specs in one submit_many call
 COLLECT_S = 5.0  # how long one collect waits on the dispatcher when nothing ends
 RETRY_S = 0.5  # pause after a failed collect (the dispatcher is restarting)
 EARLY_KEEP_S = 60.0  # how long an end waits for its Job to be made
+CLOSED = "the Ray connection these jobs were submitted on was closed; connect again and submit them again"
+STOPPED = "the dispatcher these jobs were submitted to was stopped; submit them again"
 
 
 class Wire:
@@ -78,13 +80,15 @@ class Wire:
                 while not self._outbox:
                     self._lock.wait()
             if not self._connected():
-                self._close()
+                self._close(LumiError(CLOSED))
                 return
             with self._lock:
                 batch, self._outbox = self._outbox[:MAX_BATCH], self._outbox[MAX_BATCH:]
             try:
                 answers = call(self.dispatcher.submit_many.remote([spec for spec, _ in batch], self.mailbox))
-            except Exception as e:  # the dispatcher is gone, or refused the whole batch (its journal): each says so
+            except ray.exceptions.ActorDiedError:
+                answers = [LumiError(STOPPED) for _ in batch]
+            except Exception as e:  # it refused the whole batch (its journal), or cannot be reached: each says so
                 answers = [e] * len(batch)
             with self._lock:
                 for (_, answer), value in zip(batch, answers, strict=True):
@@ -100,11 +104,14 @@ class Wire:
                 watch = list(self._waiting) if self._rewatch else None
                 self._rewatch = False
             if not self._connected():
-                self._close()
+                self._close(LumiError(CLOSED))
                 return
             try:
                 answer = ray.get(self.dispatcher.collect.remote(self.mailbox, watch, COLLECT_S))
-            except ray.exceptions.RayError:  # restarting, or gone: ask again, naming what is still awaited
+            except ray.exceptions.ActorDiedError:  # stopped for good (a restart would have retried the call)
+                self._close(LumiError(STOPPED))
+                return
+            except ray.exceptions.RayError:  # restarting, or unreachable for now: ask again, naming what is awaited
                 self._rewatch = True
                 time.sleep(RETRY_S)
                 continue
@@ -129,9 +136,8 @@ class Wire:
                     job._ended(LumiError(f"job {job_id}: the dispatcher restarted and no longer knows it "
                                          "(its journal keeps the last finished jobs only); submit it again"))
 
-    def _close(self) -> None:
-        """The connection is gone: what still waits here fails with the reason."""
-        gone = LumiError("the Ray connection this job was submitted on was closed; connect again and resubmit")
+    def _close(self, gone: LumiError) -> None:
+        """The connection or the dispatcher is gone: what still waits here fails with the reason ``gone``."""
         with self._lock:
             for _, answer in self._outbox:
                 answer.append(gone)
