@@ -772,8 +772,6 @@ class Dispatcher:
         self._flush_due = False
         ends, gone, costs = self._ends, self._gone, self._costs
         self._ends, self._gone, self._costs = [], [], []
-        if not (ends or gone or costs):
-            return
         with contextlib.suppress(JournalError):  # they ended; after a restart on a full disk they would run again
             self.journal.ended(ends, gone, costs)
 
@@ -909,7 +907,6 @@ class Dispatcher:
                 await asyncio.wait_for(box.event.wait(), wait_s)
         ids, box.ready = box.ready, []
         box.event.clear()
-        box.polled = time.monotonic()
         unknown += [i for i in ids if i not in self.jobs]
         ends = self._hand_over([self.jobs[i] for i in ids if i in self.jobs])
         return {"ends": ends, "unknown": unknown, "incarnation": self.incarnation}

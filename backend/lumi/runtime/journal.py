@@ -50,12 +50,15 @@ class Journal:
                                "LUMI_JOURNAL to a writable path") from None
 
     def _write(self, sql: str, rows: list[tuple], *more: tuple[str, list[tuple]]) -> None:
-        """Write ``rows`` with ``sql`` (and each further ``(sql, rows)``) in one transaction."""
+        """Write ``rows`` with ``sql`` (and each further ``(sql, rows)``) in one transaction; nothing when every list
+        of rows is empty."""
+        writes = [(statement, values) for statement, values in ((sql, rows), *more) if values]
+        if not writes:
+            return
         try:
             with self.db:
-                for statement, values in ((sql, rows), *more):
-                    if values:
-                        self.db.executemany(statement, values)
+                for statement, values in writes:
+                    self.db.executemany(statement, values)
         except sqlite3.Error as e:
             raise JournalError(f"the job journal at {self.path} cannot be written ({e}); nothing was accepted. "
                                "Free the disk or make it writable, then submit again") from None
@@ -82,10 +85,6 @@ class Journal:
         """Waiters took these jobs' results: a restart need not run them again (a small result stays, for a
         wait that Ray retries because its answer was lost with the dispatcher)."""
         self._write("UPDATE jobs SET refs = NULL, taken = 1 WHERE id = ?", [(i,) for i in job_ids])
-
-    def costs(self, records: list[Record]) -> None:
-        if records:
-            self._write(*self._cost_rows(records))
 
     @staticmethod
     def _cost_rows(records: list[Record]) -> tuple[str, list[tuple]]:
