@@ -399,7 +399,10 @@ class Job:
         return self._snapshot
 
     def progress(self) -> dict:
-        """The record plus its worker's device and utilization and the price per second there."""
+        """The record plus its worker's device and utilization and the price per second there (an ended job's
+        own record, with no worker: its device and cost are in it, and nothing more can change)."""
+        if self._snapshot["state"] in FINAL:
+            return {"job": self._snapshot, "worker": None, "price": 0.0}
         info = call(self._dispatcher.progress.remote(self.id))
         self._snapshot = info["job"]
         return info

@@ -4,7 +4,9 @@ Every thread's submits wait in one outbox; a sender thread takes all that are wa
 ``submit_many`` call, so sixteen threads submitting at once cost one actor round trip, not sixteen (a lone
 submit goes at once: nothing waits for company). Each job is submitted with this process's mailbox id, and
 the dispatcher puts the job's end (the answer ``Dispatcher.wait`` gives) into that mailbox; a collector thread
-long-polls ``collect`` and hands each end to its :class:`~lumi.runtime.jobs.Job`. So a job costs the client
+long-polls ``collect`` and hands each end to its :class:`~lumi.runtime.jobs.Job`. Job ids are the client's, so
+the collector starts its poll as the submit goes out, not once it is answered: a short job's end can come back
+one round trip sooner. So a job costs the client
 a share of one submit and one collect, however many run at once.
 
 A restarted dispatcher knows the mailbox of each journaled job. The collector sees the restart (a new
@@ -41,6 +43,7 @@ class Wire:
         self._outbox: list[tuple[dict, list]] = []  # (spec, [answer]) pairs not sent yet
         self._waiting: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # job id -> Job
         self._early: dict[str, tuple[float, dict]] = {}  # ends that came before their Job was made
+        self._sent: set[str] = set()  # ids of jobs submitted whose answer has not come back yet
         self._rewatch = False
         threading.Thread(target=self._send_forever, name="lumi-wire-send", daemon=True).start()
         threading.Thread(target=self._collect_forever, name="lumi-wire-collect", daemon=True).start()
@@ -50,6 +53,8 @@ class Wire:
         answer: list = []
         with self._lock:
             self._outbox.append((spec, answer))
+            if spec.get("id"):  # the collector starts polling now, beside the submit, not after its answer
+                self._sent.add(spec["id"])
             self._lock.notify_all()
             while not answer:
                 self._lock.wait()
@@ -91,15 +96,16 @@ class Wire:
             except Exception as e:  # it refused the whole batch (its journal), or cannot be reached: each says so
                 answers = [e] * len(batch)
             with self._lock:
-                for (_, answer), value in zip(batch, answers, strict=True):
+                for (spec, answer), value in zip(batch, answers, strict=True):
                     answer.append(value)
+                    self._sent.discard(spec.get("id"))
                 self._lock.notify_all()
 
     def _collect_forever(self) -> None:
         incarnation = None
         while True:
             with self._lock:
-                while not self._waiting:
+                while not self._waiting and not self._sent:
                     self._lock.wait()
                 watch = list(self._waiting) if self._rewatch else None
                 self._rewatch = False
@@ -141,7 +147,7 @@ class Wire:
         with self._lock:
             for _, answer in self._outbox:
                 answer.append(gone)
-            self._outbox = []
+            self._outbox, self._sent = [], set()
             waiting, self._waiting = list(self._waiting.values()), weakref.WeakValueDictionary()
             self._lock.notify_all()
         for job in waiting:
