@@ -122,22 +122,20 @@ def test_a_schedule_survives_its_actor_dying(made):
     assert all(r["state"] != "failed" for r in s.runs()), s.runs()
 
 
-@pytest.mark.parametrize("policy", ["skip", "once"])
-def test_runs_missed_while_no_scheduler_ran_follow_the_policy(made, policy):
-    box = unique("ticks")
-    s = lumi.schedule(record_tick, "* * * * * */3", name=unique(f"missed-{policy}"), args=(box,), missed=policy)
-    made.append(s)
-    finished(s, 1)
+def test_runs_missed_while_no_scheduler_ran_follow_each_schedules_policy(made):
+    skip, once = (lumi.schedule(record_tick, "* * * * * */3", name=unique(f"missed-{policy}"), args=(unique("ticks"),),
+                                missed=policy) for policy in ("skip", "once"))
+    made += [skip, once]
+    finished(skip, 1)
+    finished(once, 1)
     ray.kill(the_scheduler(), no_restart=True)  # the cluster without a scheduler for a while
     time.sleep(7)
     schedule_api._scheduler()  # the next use starts one again
-    if policy == "skip":
-        missed = wait_for(lambda: [r for r in s.runs() if r["state"] == "missed"], timeout=20)
-        assert "skip" in missed[0]["error"]
-    else:
-        run = wait_for(lambda: [r for r in s.runs() if r.get("catch_up")], timeout=20)[0]
-        assert run["job"] and len([r for r in s.runs() if r.get("catch_up")]) == 1  # once, for all it missed
-        assert not [r for r in s.runs() if r["state"] == "missed"]
+    missed = wait_for(lambda: [r for r in skip.runs() if r["state"] == "missed"], timeout=20)
+    assert "skip" in missed[0]["error"]
+    run = wait_for(lambda: [r for r in once.runs() if r.get("catch_up")], timeout=20)[0]
+    assert run["job"] and len([r for r in once.runs() if r.get("catch_up")]) == 1  # once, for all it missed
+    assert not [r for r in once.runs() if r["state"] == "missed"]
 
 
 def test_bad_schedules_are_refused_with_what_to_do(ray_cluster):

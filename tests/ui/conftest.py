@@ -1,4 +1,10 @@
-"""Browser tests: a real ``jupyter lab`` server per test module, driven by Playwright on Debian's Chromium.
+"""Browser tests: real ``jupyter lab`` servers, driven by Playwright on Debian's Chromium.
+
+Two servers serve every module (each starts a lab and a local backend, which costs the 2-core machine tens of
+seconds): ``plain_lab``, where no backend runs until a notebook's first ``%%remote`` starts one (the panel's
+not-connected tests run first, then the whole flow), and ``autostart_lab``, whose server extension starts the
+backend as ``./dev lab`` does. A module writes its notebooks into the lab's root (``labdriver.write_notebooks``)
+and opens pages of its own.
 
 Chromium comes from ``apt-get install chromium`` (Playwright cannot download its own here); point
 elsewhere with ``$LUMI_CHROMIUM``. Screenshots go to ``test-results/`` (git-ignored).
@@ -7,10 +13,10 @@ elsewhere with ``$LUMI_CHROMIUM``. Screenshots go to ``test-results/`` (git-igno
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
+from labdriver import start_lab, stop_lab
 
 CHROMIUM = os.environ.get("LUMI_CHROMIUM", "/usr/bin/chromium")
 
@@ -30,8 +36,15 @@ def browser_type_launch_args():
     return {"executable_path": CHROMIUM, "args": ["--no-sandbox", "--disable-gpu"], "headless": True}
 
 
-@pytest.fixture(scope="module")
-def module_tmp(tmp_path_factory, request):
-    path = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+@pytest.fixture(scope="session")
+def plain_lab(tmp_path_factory):
+    lab = start_lab(tmp_path_factory.mktemp("plain-lab"))
+    yield lab
+    stop_lab(lab)
+
+
+@pytest.fixture(scope="session")
+def autostart_lab(tmp_path_factory):
+    lab = start_lab(tmp_path_factory.mktemp("autostart-lab"), autostart=True)
+    yield lab
+    stop_lab(lab)

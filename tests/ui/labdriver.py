@@ -48,8 +48,7 @@ def start_lab(tmp: Path, notebooks: dict[str, dict] | None = None, autostart: bo
     root, home, settings = tmp / "root", tmp / "lumi-home", tmp / "lab-settings"
     for d in (root, home, settings):
         d.mkdir(parents=True, exist_ok=True)
-    for name, nb in (notebooks or {"empty.ipynb": nbformat.v4.new_notebook()}).items():
-        nbformat.write(nb, root / name)
+    write_notebooks(root, notebooks or {"empty.ipynb": nbformat.v4.new_notebook()})
     token = secrets.token_hex(16)
     env = dict(os.environ, LUMI_HOME=str(home), JUPYTERLAB_SETTINGS_DIR=str(settings),
                JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"), JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
@@ -74,6 +73,14 @@ def start_lab(tmp: Path, notebooks: dict[str, dict] | None = None, autostart: bo
             return lab
     stop_lab(lab)
     raise RuntimeError(f"jupyter lab found no free port in {PORT_ATTEMPTS} attempts: {log.read_text()[-3000:]}")
+
+
+def write_notebooks(root: Path, notebooks: dict[str, dict]) -> None:
+    """Put ``notebooks`` (name: notebook) in a lab's root dir (a running lab opens them from there)."""
+    import nbformat
+
+    for name, nb in notebooks.items():
+        nbformat.write(nb, root / name)
 
 
 def _wait_until_up(lab: Lab, log: Path) -> bool:

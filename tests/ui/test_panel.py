@@ -9,16 +9,14 @@ import json
 import time
 
 import pytest
-from labdriver import lab_command, open_lab, open_panel, screenshot, set_theme, sidebar_tab, start_lab, stop_lab
+from labdriver import lab_command, open_lab, open_panel, screenshot, set_theme, sidebar_tab
 
 REFRESH_S = 2.0
 
 
 @pytest.fixture(scope="module")
-def lab(module_tmp):
-    lab = start_lab(module_tmp)
-    yield lab
-    stop_lab(lab)
+def lab(plain_lab):
+    return plain_lab  # no backend yet: this module runs before test_panel_flow's first %%remote starts one
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +60,7 @@ def _count(page, seconds: float) -> int:
 def test_polls_at_most_every_two_seconds_while_visible_and_not_at_all_while_hidden(page):
     open_panel(page)
     page.wait_for_timeout(500)
-    window = 10.0
+    window = 8.0
     visible = _count(page, window)
     assert 3 <= visible <= window / REFRESH_S + 1, f"{visible} requests in {window} s while visible"
     assert all(url.split("?")[0].endswith("/lumi/api/snapshot") for url in page.lumi_requests)
@@ -70,8 +68,8 @@ def test_polls_at_most_every_two_seconds_while_visible_and_not_at_all_while_hidd
     sidebar_tab(page, "filebrowser").click()
     page.locator("#lumi-panel").wait_for(state="hidden")
     page.wait_for_timeout(500)  # a request already in flight may still land
-    hidden = _count(page, 8.0)
-    assert hidden == 0, f"{hidden} requests in 8 s while another sidebar tab was shown"
+    hidden = _count(page, 5.0)
+    assert hidden == 0, f"{hidden} requests in 5 s while another sidebar tab was shown"
 
     open_panel(page)  # showing it again refreshes at once and resumes polling
     page.wait_for_timeout(1000)

@@ -20,9 +20,8 @@ from labdriver import (
     screenshot,
     set_theme,
     start_cell,
-    start_lab,
-    stop_lab,
     widen_sidebar,
+    write_notebooks,
 )
 from lumi.runtime.cluster import cuda_device_count
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -43,12 +42,11 @@ CELLS = [
 
 
 @pytest.fixture(scope="module")
-def lab(module_tmp):
+def lab(plain_lab):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CELLS])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    lab = start_lab(module_tmp, {NOTEBOOK: nb})
-    yield lab
-    stop_lab(lab)
+    write_notebooks(plain_lab.root, {NOTEBOOK: nb})
+    return plain_lab
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,7 @@ from labdriver import (
     run_cell,
     screenshot,
     start_cell,
-    start_lab,
-    stop_lab,
+    write_notebooks,
 )
 
 NOTEBOOK = "views.ipynb"
@@ -48,12 +47,11 @@ MAP_READING = """el => [
 
 
 @pytest.fixture(scope="module")
-def lab(module_tmp):
+def lab(autostart_lab):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CELLS])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    lab = start_lab(module_tmp, {NOTEBOOK: nb}, autostart=True)
-    yield lab
-    stop_lab(lab)
+    write_notebooks(autostart_lab.root, {NOTEBOOK: nb})
+    return autostart_lab
 
 
 @pytest.fixture(scope="module")

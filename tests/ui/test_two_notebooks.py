@@ -9,7 +9,7 @@ import time
 import httpx
 import nbformat
 import pytest
-from labdriver import open_lab, open_notebook, open_panel, output_text, run_cell, start_lab, stop_lab
+from labdriver import open_lab, open_notebook, open_panel, output_text, run_cell, write_notebooks
 
 from lumi_magics.numbers import money
 
@@ -24,10 +24,9 @@ def notebook(tenant: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def lab(module_tmp):
-    lab = start_lab(module_tmp, {"one.ipynb": notebook("carol"), "two.ipynb": notebook("dave")}, autostart=True)
-    yield lab
-    stop_lab(lab)
+def lab(autostart_lab):
+    write_notebooks(autostart_lab.root, {"one.ipynb": notebook("carol"), "two.ipynb": notebook("dave")})
+    return autostart_lab
 
 
 @pytest.mark.timeout(900)

@@ -48,6 +48,11 @@ def record_path() -> Path:
     return home() / RECORD
 
 
+def gateway_file() -> Path:
+    """Where the gateway is recorded (its URL and admin key): ``$LUMI_HOME/gateway.json``."""
+    return home() / "gateway.json"
+
+
 def _port_answers(address: str) -> bool:
     host, port = address.rsplit(":", 1)
     try:
@@ -174,8 +179,6 @@ def _start() -> dict:
 
 def stop_head() -> dict | None:
     """Stop the recorded head (SIGTERM: it shuts Ray down) and forget it; the stopped record, or None."""
-    from ..serving.gateway import gateway_file
-
     with _locked():
         record = read_record()
         with contextlib.suppress(FileNotFoundError):

@@ -54,6 +54,7 @@ from ..errors import (
 from ..graph.fileformat import parse_json
 from ..runtime.cluster import NAMESPACE, ensure_connected, on_the_head
 from ..runtime.config import SETTINGS, load_config, lumi_environment, setting
+from ..runtime.head import gateway_file
 from ..storage.catalog import stores
 from ..version import __version__
 from . import codec, listener
@@ -549,10 +550,6 @@ def _bound(host: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
-
-
-def gateway_file() -> Path:
-    return load_config().home / "gateway.json"
 
 
 def gateway_info() -> dict | None:
