@@ -3,11 +3,13 @@
 Both serve an MNIST-sized MLP (784-512-10, float32) traced with a symbolic batch dimension and run
 by ``lumi.runtime.execute.execute`` on one replica of one CPU, with dynamic batching of up to
 ``MAX_BATCH`` rows or ``MAX_WAIT_MS``: Lumi through ``%%deploy``'s options, Ray Serve through
-``@serve.batch(max_batch_size, batch_wait_timeout_s)``. Closed-loop clients (httpx, one row per
-JSON request, encoded once) at concurrency 1, 8 and 64; then the cold start from zero replicas for both (for Lumi twice:
-with the pool's idle CPU worker still up, and after it has stopped).
+``@serve.batch(max_batch_size, batch_wait_timeout_s)``. Closed-loop clients (one row per JSON request,
+encoded once) at concurrency 1, 8 and 64; then the cold start from zero replicas for both (for Lumi twice:
+with the pool's idle CPU worker still up, and after it has stopped). The clients are ``wrk`` (Debian's
+``apt-get install wrk``: C and epoll, so the load generator takes little of the servers' CPU) when it is
+installed, else httpx in this process (``--client``).
 
-    python benchmarks/serving.py [--seconds 5]
+    python benchmarks/serving.py [--seconds 5] [--client wrk|httpx]
 
 Prints the machine, absolute figures and Lumi/Ray Serve ratios. GPU figures are still to be measured.
 """
@@ -19,7 +21,11 @@ import asyncio
 import json
 import os
 import platform
+import re
+import shutil
 import socket
+import subprocess
+import tempfile
 import time
 from collections import Counter
 
@@ -59,10 +65,50 @@ def model():
     return lumi.trace(predict, lumi.spec(("batch", 784))), predict
 
 
-async def load(url: str, headers: dict, concurrency: int, seconds: float) -> dict:
-    """Closed-loop clients for ``seconds``: throughput and latency percentiles of 200 responses."""
+def request_body() -> bytes:
     x = np.random.default_rng(1).standard_normal((1, 784)).astype(np.float32)
-    body = json.dumps({"inputs": {"x": x.tolist()}}).encode()  # encoded once: the clients' CPU goes to the servers
+    return json.dumps({"inputs": {"x": x.tolist()}}).encode()  # encoded once: the clients' CPU goes to the servers
+
+
+def load(url: str, headers: dict, concurrency: int, seconds: float, client: str) -> dict:
+    """Closed-loop clients for ``seconds`` (``client``: "wrk" or "httpx"): throughput and latency percentiles of
+    the 200 responses, and how many were refused."""
+    if client == "wrk":
+        return load_wrk(url, headers, concurrency, seconds)
+    return asyncio.run(load_httpx(url, headers, concurrency, seconds))
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def load_wrk(url: str, headers: dict, concurrency: int, seconds: float) -> dict:
+    """:func:`load` with wrk (one thread, ``concurrency`` connections). Its percentiles are of every response: a
+    run with refusals says so (``refused``)."""
+    lines = ['wrk.method = "POST"', f"wrk.body = [==[{request_body().decode()}]==]",
+             'wrk.headers["Content-Type"] = "application/json"']
+    lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write("\n".join(lines) + "\n")
+    try:
+        subprocess.run(["wrk", "-t1", "-c1", "-d1s", "-s", script.name, url], capture_output=True, check=True)  # warm
+        out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{seconds:g}s", "--latency", "-s", script.name,
+                              url], capture_output=True, text=True, check=True).stdout
+    finally:
+        os.unlink(script.name)
+    found = re.search(r"(\d+) requests in ([\d.]+)(m?s|m),", out)
+    total, value, unit = int(found[1]), float(found[2]), found[3]
+    elapsed = value * {"ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
+    refused = int(m[1]) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
+
+    def percentile(p: int) -> float:
+        number, unit = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
+        return float(number) * _UNITS[unit]
+
+    return {"rps": (total - refused) / elapsed, "p50": percentile(50), "p99": percentile(99), "refused": refused}
+
+
+async def load_httpx(url: str, headers: dict, concurrency: int, seconds: float) -> dict:
+    body = request_body()
     headers = {**headers, "content-type": "application/json"}
     latencies, refused = [], 0
 
@@ -104,7 +150,7 @@ def wait_until(predicate, timeout: float = 120) -> None:
         time.sleep(0.25)
 
 
-def bench_lumi(graph, seconds: float) -> dict:
+def bench_lumi(graph, seconds: float, client: str) -> dict:
     from lumi.serving.endpoint import Endpoint, deploy
     from lumi.serving.gateway import ensure_gateway
 
@@ -116,7 +162,7 @@ def bench_lumi(graph, seconds: float) -> dict:
     results = {}
     for c in CONCURRENCY:  # each level's batches: the histogram's growth over the level
         before = Counter({int(n): k for n, k in handle.info()["batch_sizes"].items()})
-        results[c] = asyncio.run(load(handle.url, handle.headers, c, seconds))
+        results[c] = load(handle.url, handle.headers, c, seconds, client)
         sizes = Counter({int(n): k for n, k in handle.info()["batch_sizes"].items()}) - before
         results[c]["batches"] = dict(sorted(sizes.items()))
         results[c]["mean_batch"] = sum(n * k for n, k in sizes.items()) / max(1, sum(sizes.values()))
@@ -143,7 +189,7 @@ def cpu_workers() -> list[dict]:
             and w["state"] != "dead"]
 
 
-def bench_serve(graph, seconds: float) -> dict:
+def bench_serve(graph, seconds: float, client: str) -> dict:
     from lumi.runtime.execute import execute
     from ray import serve
     from starlette.requests import Request
@@ -171,7 +217,7 @@ def bench_serve(graph, seconds: float) -> dict:
 
     serve.run(MLP.options(num_replicas=1).bind(graph), name="warm", route_prefix="/warm")
     url = f"http://127.0.0.1:{port}/warm"
-    results = {c: asyncio.run(load(url, {}, c, seconds)) for c in CONCURRENCY}
+    results = {c: load(url, {}, c, seconds, client) for c in CONCURRENCY}
     serve.delete("warm")
 
     scaling = {"min_replicas": 0, "initial_replicas": 0, "max_replicas": 1, "downscale_delay_s": 2,
@@ -192,6 +238,8 @@ def bench_serve(graph, seconds: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="seconds per concurrency level")
+    parser.add_argument("--client", choices=("wrk", "httpx"), default="wrk" if shutil.which("wrk") else "httpx",
+                        help="the load generator (default: wrk when it is installed)")
     args = parser.parse_args()
     import ray
     from lumi.runtime.cluster import connect
@@ -201,9 +249,9 @@ def main() -> None:
     graph, _ = model()
     print(f"machine: {machine()}")
     print(f"model: MLP 784-512-10 float32, one row per request, JSON bodies; batches of up to {MAX_BATCH} rows "
-          f"or {MAX_WAIT_MS:g} ms; one warm replica of one CPU; {args.seconds:g} s per level\n")
-    lumi_r = bench_lumi(graph, args.seconds)
-    serve_r = bench_serve(graph, args.seconds)
+          f"or {MAX_WAIT_MS:g} ms; one warm replica of one CPU; {args.seconds:g} s per level; clients: {args.client}\n")
+    lumi_r = bench_lumi(graph, args.seconds, args.client)
+    serve_r = bench_serve(graph, args.seconds, args.client)
     print(f"{'concurrency':>11} | {'Lumi rps':>9} {'p50 ms':>7} {'p99 ms':>7} | {'Serve rps':>9} {'p50 ms':>7} "
           f"{'p99 ms':>7} | {'rps ratio':>9} {'p50 ratio':>9} {'p99 ratio':>9}")
     for c in CONCURRENCY:
