@@ -1,7 +1,10 @@
-"""Restarts ridden through, on one local backend of its own (2 logical GPUs: one per endpoint) in a child
-process: first the dispatcher, then the gateway.
+"""A full cluster and restarts ridden through, on one local backend of its own (2 CPUs, 2 logical GPUs) in a
+child process, in this order (one backend: each of its own costs this 2-core machine 15-20 s).
 
-The dispatcher crashes: Ray restarts it, and the same gateway (not restarted) answers 503 with Retry-After while
+A burst for three `--gpu` endpoints on the two GPUs: every request is served or refused with 429 and Retry-After,
+nothing waits on an actor Ray cannot place, and each endpoint is served once the burst has passed.
+
+Then the dispatcher crashes: Ray restarts it, and the same gateway (not restarted) answers 503 with Retry-After while
 it restarts, then serves infer requests again, and its jobs, cluster and costs routes answer, with the costs
 metered before the crash still counted.
 
@@ -16,7 +19,7 @@ from __future__ import annotations
 import pytest
 from backends import run_on_own_backend, stop_backend
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 SCRIPT = r"""
 import json, threading, time
@@ -32,7 +35,35 @@ from backends import infer_until_served
 connect()
 gateway = ensure_gateway()
 
-# 1. the dispatcher killed under a served endpoint
+# 1. a burst for three --gpu endpoints on the two GPUs
+w = np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32)
+graph = lumi.trace(lambda x: np.tanh(np.tanh(x @ w) @ w), lumi.spec(("batch", 64)))
+names = ["a", "b", "c"]
+for name in names:
+    deploy(graph, name, gateway["url"], gateway["key"], gpu="any", max_batch=8, scaledown_window=2)
+client = httpx.Client(base_url=gateway["url"], headers={"Authorization": f"Bearer {gateway['key']}"}, timeout=120)
+body = {"inputs": {"x": np.ones((4, 64), np.float32).tolist()}}
+
+def call(name):
+    start = time.monotonic()
+    r = client.post(f"/v1/endpoints/{name}/infer", json=body)
+    return name, r.status_code, r.headers.get("retry-after") or r.text[:400], time.monotonic() - start
+
+with ThreadPoolExecutor(24) as pool:
+    burst = list(pool.map(call, names * 40))
+after = {}
+for name in names:  # then each is served, honouring Retry-After
+    for _ in range(30):
+        _, status, retry, _ = call(name)
+        if status != 429:
+            break
+        time.sleep(float(retry))
+    after[name] = status
+cluster = ray.get(get_dispatcher().cluster.remote())
+burst_result = {"burst": burst, "after": after, "workers": cluster["workers"],
+                "gpus": ray.cluster_resources().get("GPU")}
+
+# 2. the dispatcher killed under a served endpoint
 graph = lumi.trace(lambda x: x * 2, lumi.spec(("batch", 4)))
 deploy(graph, "double", gateway["url"], gateway["key"], max_batch=8, scaledown_window=30)
 client = httpx.Client(base_url=gateway["url"], headers={"Authorization": f"Bearer {gateway['key']}"}, timeout=120)
@@ -52,7 +83,7 @@ same = ray.get_actor(ACTOR_NAME, namespace="lumi")._actor_id.hex() == gateway_ac
 dispatcher_result = {"statuses": statuses, "back_s": back, "after": after, "routes": routes, "before": before,
                      "costs": costs, "same_gateway": same}
 
-# 2. then the gateway's process killed under 8 client threads
+# 3. then the gateway's process killed under 8 client threads
 graph = lumi.trace(lambda x: x * 3, lumi.spec(("batch", 4)))
 deploy(graph, "triple", gateway["url"], gateway["key"], max_batch=8, scaledown_window=30)
 x = np.ones((2, 4), np.float32)
@@ -131,21 +162,37 @@ endpoint = lumi.Endpoint("triple").info()
 gateway_result = {"url_before": gateway["url"], "url_after": info and info["url"], "back_s": back, "down": down,
                   "calls": calls[0], "before_kill": before_kill, "wrong": wrong[0], "errors": errors[:5],
                   "slowest_s": slowest[0], "versions": len(endpoint["versions"]), "raw": raw, "raw_before": raw_before}
-print("RESULT", json.dumps({"dispatcher": dispatcher_result, "gateway": gateway_result}))
+print("RESULT", json.dumps({"burst": burst_result, "dispatcher": dispatcher_result, "gateway": gateway_result}))
 """
 
 
 @pytest.fixture(scope="module")
-def restarts(tmp_path_factory):
+def one_backend(tmp_path_factory):
     home = tmp_path_factory.mktemp("lumi-home")
     try:
-        yield run_on_own_backend(SCRIPT, home, gpus=2, timeout=540)
+        yield run_on_own_backend(SCRIPT, home, gpus=2, timeout=840)
     finally:
         stop_backend(home)
 
 
-def test_the_gateway_serves_again_after_the_dispatcher_restarts(restarts):
-    result = restarts["dispatcher"]
+def test_a_burst_on_a_full_cluster_is_served_or_refused_with_retry_after(one_backend):
+    result = one_backend["burst"]
+    statuses = {status for _, status, _, _ in result["burst"]}
+    assert statuses <= {200, 429}, [r for r in result["burst"] if r[1] not in (200, 429)]
+    assert all(float(retry) > 0 for _, status, retry, _ in result["burst"] if status == 429)
+    # a refusal comes within the lease wait, not after a hang on an actor that cannot be placed
+    assert max(seconds for _, _, _, seconds in result["burst"]) < 60, result["burst"]
+    assert result["after"] == {"a": 200, "b": 200, "c": 200}, result["after"]
+    devices = [w for w in result["workers"] if w["role"] == "device" and w["state"] != "dead"]
+    assert len(devices) == result["gpus"] == 2, result["workers"]
+    assert not [w for w in result["workers"] if w["role"] == "cpu"], "GPU endpoints must not start CPU workers"
+    served = {n for n, status, _, _ in result["burst"] if status == 200}
+    print(f"\nburst: {sum(s == 200 for _, s, _, _ in result['burst'])} served, "
+          f"{sum(s == 429 for _, s, _, _ in result['burst'])} refused with Retry-After; served during it: {served}")
+
+
+def test_the_gateway_serves_again_after_the_dispatcher_restarts(one_backend):
+    result = one_backend["dispatcher"]
     assert result["statuses"][-1][0] == 200, result["statuses"]
     assert all(s == 200 or (s in (429, 503) and retry) for s, retry in result["statuses"]), result["statuses"]
     assert any(s == 503 for s, _ in result["statuses"]), "no 503 while the dispatcher restarted"
@@ -157,8 +204,8 @@ def test_the_gateway_serves_again_after_the_dispatcher_restarts(restarts):
           f"{[s for s, _ in result['statuses']]}")
 
 
-def test_a_killed_gateway_comes_back_at_the_same_url_and_clients_ride_through(restarts):
-    result = restarts["gateway"]
+def test_a_killed_gateway_comes_back_at_the_same_url_and_clients_ride_through(one_backend):
+    result = one_backend["gateway"]
     assert result["url_after"] == result["url_before"], result
     assert result["errors"] == [] and result["wrong"] == 0, result
     assert result["calls"] > result["before_kill"] > 0, result
