@@ -46,6 +46,18 @@ def test_without_overdue_jobs_the_tiers_share_by_weight():
     assert {tier: first_round.count(tier) for tier in WEIGHTS} == {t: int(w) for t, w in WEIGHTS.items()}
 
 
+def test_a_tier_charged_down_to_its_debt_floor_still_sends_a_job_on_its_next_visit():
+    # enterprise (weight 8) ran far over its estimates: correct() leaves it at the floor quantum - credit, and its
+    # next visit must afford a quantum-sized head (floating point once made that 0.009999999999999995 < 0.01)
+    weights = {"enterprise": 8, "light": 1}
+    queues = {tier: TenantQueue(Queued(tier, 0.0, estimate=0.01) for _ in range(4)) for tier in weights}
+    drr = DeficitRoundRobin(weights)
+    assert drr.pick(queues).tier == "enterprise"
+    drr.correct("enterprise", overrun=10.0, backlogged=True)
+    drr.cursor, drr.credited = 1, False  # its visit is over: light's turn, then enterprise's again
+    assert [drr.pick(queues).tier for _ in range(2)] == ["light", "enterprise"]
+
+
 def test_an_overdue_tier_goes_first_and_no_tier_starves():
     # free's wait target is 10 ticks, every other tier's a thousand: after tick 10 free is overdue and alone is
     # served until it is empty; then the weights again; and once the others pass their target too, they share

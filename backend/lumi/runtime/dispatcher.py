@@ -126,6 +126,12 @@ class _Ask:
     granted: asyncio.Future
 
 
+# A tier at its debt floor (quantum - credit) gets back exactly the quantum on its next visit, but in floating point
+# (0.01 - 0.08) + 0.08 is 0.009999999999999995: without this slack it could not afford a quantum-sized head and
+# waited a second round (seen under load, where overruns push a tier to its floor).
+_AFFORD_SLACK_S = 1e-9
+
+
 @functools.lru_cache(maxsize=256)
 def _gpu_request(gpu: str | None) -> GpuRequest | None:
     return GpuRequest.parse(gpu)  # once per form, not on every look at a queue head
@@ -175,7 +181,7 @@ class DeficitRoundRobin:
                     self.deficit[tier] = min(self.deficit[tier] + self.credit(tier), 2 * self.credit(tier))
                     self.credited = True
                 head = queue[0]
-                if eligible(head) and head.estimate <= self.deficit[tier]:
+                if eligible(head) and head.estimate <= self.deficit[tier] + _AFFORD_SLACK_S:
                     self.deficit[tier] -= head.estimate
                     queue.popleft()
                     if not queue:
