@@ -25,6 +25,7 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from lumi.errors import LumiError, NotConnected
 from lumi.runtime.config import setting
+from lumi.runtime.head import gateway_file
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 # panel section -> gateway route (the gateway contract in docs/architecture.md)
@@ -41,14 +42,6 @@ _START_HINT = ("Start the local backend with `lumi serve` in a terminal, or in a
 class Gateway:
     url: str
     key: str
-
-
-def gateway_file() -> Path:
-    """Where the running backend advertises its gateway: ``$LUMI_HOME/gateway.json`` (default ``~/.lumi``).
-
-    Only ``LUMI_HOME`` is read, not all of ``load_config``, so that a broken tier or price setting cannot
-    take the panel down with it."""
-    return setting("LUMI_HOME") / "gateway.json"
 
 
 def read_gateway(path: Path | None = None) -> Gateway:

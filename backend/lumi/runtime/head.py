@@ -49,8 +49,11 @@ def record_path() -> Path:
 
 
 def gateway_file() -> Path:
-    """Where the gateway is recorded (its URL and admin key): ``$LUMI_HOME/gateway.json``."""
-    return home() / "gateway.json"
+    """Where the gateway is recorded (its URL and admin key): ``$LUMI_HOME/gateway.json`` (default ``~/.lumi``).
+
+    Only ``LUMI_HOME`` is read, not all of ``load_config``, so that a broken tier or price setting cannot take the
+    panel (or ``lumi stop``) down with it."""
+    return setting("LUMI_HOME") / "gateway.json"
 
 
 def _port_answers(address: str) -> bool:
