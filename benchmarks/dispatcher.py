@@ -90,7 +90,7 @@ def closed_loop_cpu(clients: int, seconds: float, call) -> tuple[float, dict[str
 
 def concurrent_rates(clients: int, seconds: float) -> tuple[float, float, dict, dict]:
     """(bare actor calls/s, dispatcher jobs/s, CPU ms per bare call, CPU ms per job), each from ``clients``
-    threads."""
+    threads; the last also holds the mean jobs per worker call."""
     actor = Worker.options(num_gpus=0.01).remote()
     ray.get(actor.info.remote())
     bare, bare_cpu = closed_loop_cpu(clients, seconds, lambda: ray.get(actor.info.remote()))
@@ -98,8 +98,11 @@ def concurrent_rates(clients: int, seconds: float) -> tuple[float, float, dict, 
     x = np.ones(4, np.float32)
     graph = lumi.trace(lambda x: x + 1, x)
     lumi.submit(graph, x).result(timeout=120)
+    before = ray.get(get_dispatcher().counters.remote())
     jobs, jobs_cpu = closed_loop_cpu(clients, seconds, lambda: lumi.submit(graph, x).result(timeout=120))
-    return bare, jobs, bare_cpu, jobs_cpu
+    after = ray.get(get_dispatcher().counters.remote())
+    per_call = (after["done"] - before["done"]) / max(1, after["worker_calls"] - before["worker_calls"])
+    return bare, jobs, bare_cpu, {**jobs_cpu, "jobs per worker call": per_call}
 
 
 def shown(cpu: dict[str, float]) -> str:
@@ -164,7 +167,8 @@ def main() -> None:
     print(f"{args.clients} concurrent clients, submit + result each: {job_rate:.0f} jobs/s against "
           f"{bare_rate:.0f} bare calls/s from {args.clients} threads (x{job_rate / bare_rate:.2f}; goal 0.5x)")
     print(f"CPU per bare call: {shown(bare_cpu)}")
-    print(f"CPU per job: {shown(job_cpu)}")
+    per_call = job_cpu.pop("jobs per worker call")
+    print(f"CPU per job: {shown(job_cpu)}; {per_call:.1f} jobs per worker call")
 
 
 if __name__ == "__main__":

@@ -165,7 +165,8 @@ _DECLARED = [
             shown="200 MiB"),
     # scheduling
     Setting("LUMI_QUEUE_CAP", integer(1), 512, "Queued jobs allowed in all tiers together", toml="[queue] cap"),
-    Setting("LUMI_DISPATCH_LIMIT", integer(1), 2, "Jobs a worker holds at once (running + dispatched)",
+    Setting("LUMI_DISPATCH_LIMIT", integer(1), 2,
+            "Calls a worker holds at once (running + dispatched), each one job or a batch of short ones",
             toml="[queue] dispatch_limit"),
     Setting("LUMI_WORKERS", integer(), 0,
             "Worker actors the dispatcher keeps; 0: one per GPU slot (two on the CPU fallback)",

@@ -30,9 +30,14 @@ def test_worker_actor_runs_the_compiled_plan(ray_cluster):
         assert ray_cluster.get(w.info.remote())["target"] == "cpu"
         x = np.linspace(-2, 2, 24, dtype=np.float32).reshape(4, 6)
         g = lumi.trace(lambda x: nn.gelu(x) + x.sum(0), x)
-        reading, out = ray_cluster.get(list(w.run_job.remote("graph", g, x)))
-        assert reading["target"] == "cpu" and reading["error"] is None
-        np.testing.assert_allclose(out[0], g.run(x, backend="numpy"), rtol=1e-5)
+        big = np.ones((256, 128), np.float32)  # 128 KiB of output: past INLINE_BYTES, it comes as its own object
+        g_big = lumi.trace(lambda b: b * 2, big)
+        jobs = [("a" * 8, "graph", g, [x], "local"), ("b" * 8, "graph", g_big, [big], "acme")]
+        readings, small, large = ray_cluster.get(list(w.run_jobs.options(num_returns=3).remote(jobs)))
+        assert [r["target"] for r in readings] == ["cpu", "cpu"] and [r["error"] for r in readings] == [None, None]
+        np.testing.assert_allclose(readings[0]["value"][0], g.run(x, backend="numpy"), rtol=1e-5)
+        assert small is None and "value" not in readings[1]  # a small result travels once, in its reading
+        np.testing.assert_array_equal(large[0], big * 2)
     finally:
         ray_cluster.kill(w)
 

@@ -181,3 +181,40 @@ def test_failed_and_cancelled_jobs_say_why(make_dispatcher):
         queued.result(timeout=10)
     assert queued.cost == 0
     blocker.result(timeout=30)
+
+
+def test_short_jobs_share_worker_calls_in_the_order_they_were_picked(make_dispatcher):
+    d = make_dispatcher(env={"LUMI_DISPATCH_LIMIT": "1"}, workers=1)
+    wait_ready(d, 1)
+    x = np.arange(4, dtype=np.float32)
+    graph = lumi.trace(lambda x: x * 2, x)
+    jobs.submit_spec(jobs.graph_spec(graph, [x]), dispatcher=d).result(timeout=60)  # measured: short from now on
+    blocker = jobs.submit_spec(sleeper(0.5, "api"), dispatcher=d)  # the one place is taken while the rest queue
+    inputs = [np.full(4, i, np.float32) for i in range(40)]
+    specs = [jobs.with_id(jobs.graph_spec(graph, [a], estimate=1e-4)) for a in inputs]
+    before = ray.get(d.counters.remote())["worker_calls"]
+    ray.get(d.submit_many.remote(specs))
+    assert ray.get(d.status.remote(specs[0]["id"]))["state"] == "queued"
+    done = wait_all(d, [s["id"] for s in specs])
+    assert blocker.refresh()["state"] == "done"
+    calls = ray.get(d.counters.remote())["worker_calls"] - before
+    assert calls == 3, calls  # 16 + 16 + 8 jobs, each call at most BATCH_JOBS
+    results = [ray.get(d.wait.remote(s["id"]))["value"][0] for s in specs]
+    for a, result in zip(inputs, results, strict=True):
+        np.testing.assert_array_equal(result, a * 2)
+    started = sorted(specs, key=lambda s: done[s["id"]]["started_at"])
+    assert [s["id"] for s in started] == [s["id"] for s in specs]  # one tenant: its FIFO order
+
+
+def test_a_graph_not_measured_yet_goes_alone_and_once_measured_short_its_jobs_share_a_call(make_dispatcher):
+    d = make_dispatcher(env={"LUMI_DISPATCH_LIMIT": "1"}, workers=1)
+    wait_ready(d, 1)
+    x = np.arange(4, dtype=np.float32)
+    graph = lumi.trace(lambda x: x - 1, x)
+    blocker = jobs.submit_spec(sleeper(0.3, "api"), dispatcher=d)
+    specs = [jobs.with_id(jobs.graph_spec(graph, [x], estimate=1e-4)) for _ in range(4)]  # never measured yet
+    before = ray.get(d.counters.remote())["worker_calls"]
+    ray.get(d.submit_many.remote(specs))
+    wait_all(d, [s["id"] for s in specs])
+    blocker.result(timeout=30)
+    assert ray.get(d.counters.remote())["worker_calls"] - before == 2  # the first alone (it may compile), then 3

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import pickle
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -74,6 +76,7 @@ class Graph:
         self.constants = dict(constants)
         self._validate()
         self._keys: list[str] | None = None
+        self._pickled: bytes | None = None
 
     # -- identity -------------------------------------------------------------------------
     def node_keys(self) -> list[str]:
@@ -93,6 +96,14 @@ class Graph:
         return _digest(
             [[k, keys[i]] for k, i in self.inputs.items()], [[k, keys[i]] for k, i in self.outputs.items()]
         )
+
+    def __reduce__(self):
+        """Pickled once per graph object, and unpickled once per process for small graphs (see
+        :func:`_unpickled`): a job's graph crosses the client, the dispatcher, its journal and a worker."""
+        if self.__dict__.get("_pickled") is None:  # (a graph journaled by an older Lumi has no such attribute)
+            state = (self.nodes, self.inputs, self.outputs, self.constants, self.node_keys())
+            self._pickled = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        return _unpickled, (self._pickled,)
 
     # -- signature ------------------------------------------------------------------------
     def input_specs(self) -> list[tuple[str, S.Shape, str]]:
@@ -198,6 +209,25 @@ class Graph:
                 raise ShapeError(f"input {name!r} refers to a {self.nodes[i].op} node")
         if not self.outputs:
             raise ShapeError("a graph needs at least one output")
+
+
+_SHARED_PICKLE_BYTES = 64 << 10  # graphs pickled this small are unpickled once per process and shared
+
+
+def _unpickled(data: bytes) -> Graph:
+    """The graph ``data`` holds (see ``Graph.__reduce__``); a small one is the same object each time, since
+    graphs do not change once built."""
+    return _shared_graph(data) if len(data) <= _SHARED_PICKLE_BYTES else _graph_from(data)
+
+
+def _graph_from(data: bytes) -> Graph:
+    nodes, inputs, outputs, constants, keys = pickle.loads(data)
+    graph = Graph(nodes, inputs, outputs, constants)
+    graph._keys, graph._pickled = keys, data
+    return graph
+
+
+_shared_graph = functools.lru_cache(maxsize=256)(_graph_from)
 
 
 class GraphBuilder:

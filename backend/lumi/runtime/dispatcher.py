@@ -7,7 +7,8 @@ covers their estimate; the estimate of a graph comes from its FLOP and byte coun
 of the same graph hash have been measured. Each tier has a wait target (``wait_target_s``): while some
 tier's head job has waited longer, only tiers whose heads are overdue are served (by the same round robin),
 so an overdue job starts within one round of the overdue tiers, and no tier or tenant starves.
-Workers hold at most ``dispatch_limit`` jobs each.
+Workers hold at most ``dispatch_limit`` calls each: a call carries one job, or a batch of short ones (graph jobs
+measured at BATCH_JOB_S or less, BATCH_S together), taken in the order the round robin picks them.
 Endpoint replicas are leases on the same workers (``lease``/``unlease``): a leased worker runs
 that endpoint's batches only, until the gateway gives it back or a queued job reclaims it (see
 ``_reclaimable``); asks for leases are served before queued jobs.
@@ -55,8 +56,9 @@ CPU_WORKER_KEEP_S = 30.0  # an unleased CPU worker is kept this long for the nex
 BURST_KEEP_S = 5.0  # a burst worker idle this long with nothing queued is stopped: the borrowed node goes back
 RESULT_GRACE_S = 30.0  # how long a result stays with the dispatcher after a waiter had it
 MAILBOX_KEEP_S = 600.0  # a mailbox nobody collected from this long is dropped
-LOST_INPUTS = ("its inputs are gone: the process that submitted it has exited (or dropped them) and the dispatcher "
-               "restarted meanwhile; submit the job again")
+BATCH_JOB_S = 0.002  # a graph job measured at most this long may share a worker call with others
+BATCH_S = 0.005  # the most one call's jobs are estimated to take together
+BATCH_JOBS = 16  # the most jobs in one call
 
 
 @dataclass(eq=False)
@@ -82,7 +84,8 @@ class _Job:
     worker: str | None = None
     error: str | None = None
     attempts: int = 0
-    refs: tuple | None = None  # (reading, result) of the running attempt
+    refs: tuple | None = None  # (readings of its call, its result) of the running attempt
+    batched: bool = False  # the running attempt shares its worker call with other jobs
     result: object = None  # the result ObjectRef until a waiter takes it
     value: object = None  # the result itself when small enough to come with the reading
     output: list | None = None  # what a Python job printed, once it has finished
@@ -231,7 +234,7 @@ class Dispatcher:
         self._cpu_starting = 0
         self.ledger = metering.Ledger()
         self.counts = dict.fromkeys(("accepted", "refused", "done", "failed", "cancelled", "requeued", "burst_started",
-                                     "burst_released", "submit_calls"), 0)
+                                     "burst_released", "submit_calls", "worker_calls"), 0)
         self.peak = {"total": 0, **dict.fromkeys(self.tiers, 0)}
         self._order: dict[str, tuple[int, int]] | None = None
         self._last_start = 0.0
@@ -650,9 +653,10 @@ class Dispatcher:
         while progressed:
             progressed = False
             for slot in self.pool.free():
-                job = self.drr.pick(self.queues, lambda j, s=slot: self._eligible(j, s), self._overdue())
+                overdue = self._overdue()
+                job = self.drr.pick(self.queues, lambda j, s=slot: self._eligible(j, s), overdue)
                 if job is not None:
-                    self._start(job, slot)
+                    self._start(self._batch(job, slot, overdue), slot)
                     progressed = True
         self._burst()
 
@@ -674,29 +678,53 @@ class Dispatcher:
             self._burst_starting -= 1
         self._dispatch()
 
-    def _start(self, job: _Job, slot: Slot) -> None:
-        self._last_start = max(time.time(), self._last_start + 1e-6)  # distinct, ordered timestamps
-        job.state, job.started_at, job.worker, job.device = "running", self._last_start, slot.id, slot.device
-        job.attempts += 1
-        self.pool.occupy(slot, job.id)
-        job.refs = tuple(slot.handle.run_job.remote(job.kind, job.program, *job.args, tenant=job.tenant, job=job.id))
-        self._changed()
-        asyncio.get_running_loop().create_task(self._watch(job, slot, job.refs))
+    def _batch(self, first: _Job, slot: Slot, overdue) -> list[_Job]:
+        """``first``, and when it is short, the short jobs the round robin picks next for ``slot``: they go in one
+        call (a trivial job costs a worker call more than it costs to run)."""
+        def short(job: _Job) -> bool:  # measured, not only modelled: a first run may compile for seconds
+            return job.kind == "graph" and job.key in self.measured and job.estimate <= BATCH_JOB_S
 
-    async def _watch(self, job: _Job, slot: Slot, refs: tuple) -> None:
+        batch, total = [first], first.estimate
+        while short(first) and len(batch) < BATCH_JOBS:
+            room = BATCH_S - total
+            job = self.drr.pick(self.queues, lambda j, room=room: (short(j) and j.estimate <= room
+                                                                  and self._eligible(j, slot)), overdue)
+            if job is None:
+                break
+            batch.append(job)
+            total += job.estimate
+        return batch
+
+    def _start(self, batch: list[_Job], slot: Slot) -> None:
+        for job in batch:
+            self._last_start = max(time.time(), self._last_start + 1e-6)  # distinct, ordered timestamps
+            job.state, job.started_at, job.worker, job.device = "running", self._last_start, slot.id, slot.device
+            job.attempts += 1
+            job.batched = len(batch) > 1
+        self.pool.occupy(slot, [job.id for job in batch])
+        self.counts["worker_calls"] += 1
+        run = slot.handle.run_jobs if len(batch) == 1 else slot.handle.run_jobs.options(num_returns=len(batch) + 1)
+        refs = run.remote([(job.id, job.kind, job.program, job.args, job.tenant) for job in batch])
+        for job, result in zip(batch, refs[1:], strict=True):
+            job.refs = (refs[0], result)
+        self._changed()
+        asyncio.get_running_loop().create_task(self._watch(batch, slot, refs))
+
+    async def _watch(self, batch: list[_Job], slot: Slot, refs: list) -> None:
+        lost = None
         try:
-            reading = await refs[0]
+            readings = await refs[0]
         except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as e:
-            self._worker_lost(job, slot, e)
+            lost = e
+        except Exception as e:  # cancelled before it started, or a failure outside the jobs themselves
+            readings = [{"seconds": 0.0, "device": slot.device, "error": f"{type(e).__name__}: {e}"} for _ in batch]
+        self.pool.vacate(slot, [job.id for job in batch])
+        if lost is not None:
+            self._worker_lost(batch, slot, lost)
             return
-        except ray.exceptions.ObjectLostError:
-            reading = {"seconds": 0.0, "device": slot.device, "error": LOST_INPUTS}
-        except Exception as e:  # cancelled before it started, or a failure outside the job itself
-            reading = {"seconds": 0.0, "device": slot.device, "error": f"{type(e).__name__}: {e}"}
-        finally:
-            self.pool.vacate(slot, job.id)
-        self._finish(job, reading, refs[1])
-        if reading.get("replace"):  # it ran out of memory: what it left behind may not be freed
+        for job, reading, result in zip(batch, readings, refs[1:], strict=True):
+            self._finish(job, reading, result)
+        if any(reading.get("replace") for reading in readings):  # out of memory: what was left may not be freed
             self.pool.kill(slot)
             self._lose(slot)
         self._dispatch()
@@ -715,7 +743,8 @@ class Dispatcher:
         if job.state != "cancelled":
             job.state = "failed" if reading.get("error") else "done"
             job.error = reading.get("error")
-            job.result, job.value, job.output = result_ref, reading.get("value"), reading.get("output")
+            job.value, job.output = reading.get("value"), reading.get("output")
+            job.result = result_ref if job.value is None else None
             job.finished_at = time.time()
             self.counts[job.state] += 1
             self._ended(job)
@@ -725,22 +754,25 @@ class Dispatcher:
             self._flush()
         self._changed()
 
-    def _worker_lost(self, job: _Job, slot: Slot, error: Exception) -> None:
+    def _worker_lost(self, batch: list[_Job], slot: Slot, error: Exception) -> None:
+        """``slot``'s worker died running ``batch``: each job goes back to the head of its tier (in the order they
+        were picked), or fails after MAX_ATTEMPTS."""
         retiring = slot.retiring
         self.pool.mark_dead(slot)
         asyncio.get_running_loop().create_task(self._grow())
-        if job.state == "cancelled":
-            return
-        if retiring:
-            job.attempts -= 1
-        job.refs = None
-        if job.attempts >= MAX_ATTEMPTS:
-            self._fail(job, f"its worker died {job.attempts} times (last: {type(error).__name__}); "
-                            "the job may crash workers: check its memory use and run it again")
-            return
-        job.state, job.started_at, job.worker, job.device = "queued", None, None, None
-        self.queues[job.tier].appendleft(job)
-        self.counts["requeued"] += 1
+        for job in reversed(batch):
+            if job.state == "cancelled":
+                continue
+            if retiring:
+                job.attempts -= 1
+            job.refs = None
+            if job.attempts >= MAX_ATTEMPTS:
+                self._fail(job, f"its worker died {job.attempts} times (last: {type(error).__name__}); "
+                                "the job may crash workers: check its memory use and run it again")
+                continue
+            job.state, job.started_at, job.worker, job.device = "queued", None, None, None
+            self.queues[job.tier].appendleft(job)
+            self.counts["requeued"] += 1
         self._changed()
         self._dispatch()
 
@@ -789,7 +821,8 @@ class Dispatcher:
         if job.state == "queued":
             self.queues[job.tier].remove(job)
         else:
-            ray.cancel(job.refs[0])
+            if not job.batched:  # a batch's call is its other jobs' too: it runs out (short jobs), or is stopped
+                ray.cancel(job.refs[0])
             asyncio.get_running_loop().create_task(self._stop(job, job.worker))
         job.state, job.finished_at = "cancelled", time.time()
         self.counts["cancelled"] += 1

@@ -90,6 +90,7 @@ class Slot:
     target: str = ""
     fallback: bool = True
     running: set[str] = field(default_factory=set)
+    calls: int = 0  # worker calls in flight, each with one job or a batch of short ones (the dispatch limit's unit)
     lease: Lease | None = None
     free_since: float = field(default_factory=time.monotonic)
     stats: dict = field(default_factory=lambda: {"utilization": 0.0, "utilization_source": BUSY_FRACTION,
@@ -150,10 +151,10 @@ class Pool:
         return [s for s in self.slots.values() if s.state == "starting" and s.role == role]
 
     def free(self) -> list[Slot]:
-        """Workers that may take a job (device and burst ones: ready, not leased, below the dispatch limit), least
+        """Workers that may take a call (device and burst ones: ready, not leased, below the dispatch limit), least
         loaded first, burst ones last."""
         return sorted((s for s in [*self.ready(), *self.ready(BURST)] if s.lease is None
-                       and len(s.running) < self.dispatch_limit), key=lambda s: (s.role == BURST, len(s.running)))
+                       and s.calls < self.dispatch_limit), key=lambda s: (s.role == BURST, s.calls))
 
     def lendable(self, role: str) -> list[Slot]:
         """Workers of ``role`` that may be leased now: ready, running nothing, leased to nobody."""
@@ -235,12 +236,16 @@ class Pool:
             return None
         return await self._ready(self._spawn(CPU, {"num_gpus": 0, "num_cpus": cpus}))
 
-    def occupy(self, slot: Slot, job_id: str) -> None:
-        slot.running.add(job_id)
+    def occupy(self, slot: Slot, job_ids: list[str]) -> None:
+        """One call to ``slot`` carries these jobs."""
+        slot.running.update(job_ids)
+        slot.calls += 1
         slot.state = "busy"
 
-    def vacate(self, slot: Slot, job_id: str) -> None:
-        slot.running.discard(job_id)
+    def vacate(self, slot: Slot, job_ids: list[str]) -> None:
+        """The call that carried these jobs has ended."""
+        slot.running.difference_update(job_ids)
+        slot.calls -= 1
         if slot.state == "busy" and not slot.running:
             slot.state = "idle"
             slot.free_since = time.monotonic()

@@ -39,8 +39,8 @@ class Wire:
     def __init__(self, dispatcher, connection: str):
         self.dispatcher, self.connection = dispatcher, connection
         self.mailbox = uuid.uuid4().hex
-        self._lock = threading.Condition()
-        self._outbox: list[tuple[dict, list]] = []  # (spec, [answer]) pairs not sent yet
+        self._lock = threading.Condition()  # the sender and the collector wait on it (submitters on their own event)
+        self._outbox: list[tuple[dict, list, threading.Event]] = []  # (spec, [answer], answered) not sent yet
         self._waiting: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # job id -> Job
         self._early: dict[str, tuple[float, dict]] = {}  # ends that came before their Job was made
         self._sent: set[str] = set()  # ids of jobs submitted whose answer has not come back yet
@@ -51,13 +51,13 @@ class Wire:
     def submit(self, spec: dict) -> dict:
         """Send ``spec`` with the next batch; the dispatcher's record of the job, or its error raised."""
         answer: list = []
+        answered = threading.Event()
         with self._lock:
-            self._outbox.append((spec, answer))
+            self._outbox.append((spec, answer, answered))
             if spec.get("id"):  # the collector starts polling now, beside the submit, not after its answer
                 self._sent.add(spec["id"])
             self._lock.notify_all()
-            while not answer:
-                self._lock.wait()
+        answered.wait()
         if isinstance(answer[0], BaseException):
             raise answer[0]
         return answer[0]
@@ -90,16 +90,16 @@ class Wire:
             with self._lock:
                 batch, self._outbox = self._outbox[:MAX_BATCH], self._outbox[MAX_BATCH:]
             try:
-                answers = call(self.dispatcher.submit_many.remote([spec for spec, _ in batch], self.mailbox))
+                answers = call(self.dispatcher.submit_many.remote([spec for spec, _, _ in batch], self.mailbox))
             except ray.exceptions.ActorDiedError:
                 answers = [LumiError(STOPPED) for _ in batch]
             except Exception as e:  # it refused the whole batch (its journal), or cannot be reached: each says so
                 answers = [e] * len(batch)
             with self._lock:
-                for (spec, answer), value in zip(batch, answers, strict=True):
+                for (spec, answer, answered), value in zip(batch, answers, strict=True):
                     answer.append(value)
+                    answered.set()
                     self._sent.discard(spec.get("id"))
-                self._lock.notify_all()
 
     def _collect_forever(self) -> None:
         incarnation = None
@@ -145,8 +145,9 @@ class Wire:
     def _close(self, gone: LumiError) -> None:
         """The connection or the dispatcher is gone: what still waits here fails with the reason ``gone``."""
         with self._lock:
-            for _, answer in self._outbox:
+            for _, answer, answered in self._outbox:
                 answer.append(gone)
+                answered.set()
             self._outbox, self._sent = [], set()
             waiting, self._waiting = list(self._waiting.values()), weakref.WeakValueDictionary()
             self._lock.notify_all()

@@ -14,7 +14,6 @@ import ray
 from ..errors import ExecutionError, LeaseRevoked, LumiError, OutOfMemory, PastMemoryLimit
 from ..graph.fileformat import loads
 from ..graph.ir import Graph
-from .config import LOCAL_TENANT
 from .execute import default_target, execute, plan_for
 from .memory import MemoryWatch, memory_error
 from .output import Output, captured
@@ -25,6 +24,8 @@ __all__ = ["Worker", "device_name"]
 
 INLINE_BYTES = 64 << 10
 MIB = 1 << 20
+LOST_INPUTS = ("its inputs are gone: the process that submitted it has exited (or dropped them) and the dispatcher "
+               "restarted meanwhile; submit the job again")
 
 
 @dataclass
@@ -124,18 +125,37 @@ class Worker:
                            f"fewer rows), {more}")
 
     @ray.method(num_returns=2, enable_task_events=False)  # the hot path: no per-call task events for Ray's state API
-    def run_job(self, kind: str, program, *args, tenant: str = LOCAL_TENANT, job: str | None = None):
-        """Run a job; return ``(meter reading, result)`` so the scheduler sees only the small part.
+    def run_jobs(self, jobs: list[tuple]) -> tuple:
+        """Run jobs one after another, each ``(id, kind, program, args, tenant)``; return ``(readings, result, ...)``,
+        a meter reading per job and then each job's result, so the scheduler sees only the small part. The caller
+        asks for ``len(jobs) + 1`` returns (``.options(num_returns=...)``): each result is an object of its own.
 
         ``kind`` "graph": ``program`` is a Graph and ``args`` its input arrays; the result is the
-        list of outputs (in the reading too, as ``value``, when at most INLINE_BYTES: small results travel
-        with the reading, and the dispatcher's journal keeps them).
+        list of outputs. When they come to at most INLINE_BYTES they travel in the reading instead, as ``value``
+        (the dispatcher's journal keeps them), and the result object is None.
         ``kind`` "python": ``program`` is ``(source, output names)`` and ``args``
-        holds the inputs dict; the result is the dict of outputs, and what it printed is in the reading as
-        ``output`` (``(stream, text)`` chunks, also readable while it runs: :meth:`output`). A failure comes
-        back as the exception in place of the result (and its message in the reading), so the run is still
-        metered. While it runs, ``LUMI_TENANT`` is the job's tenant: the stores it opens are that tenant's.
+        holds the inputs dict; the result is the dict of outputs (in the reading as ``value`` when small), and
+        what it printed is in the reading as ``output`` (``(stream, text)`` chunks, also readable while it runs:
+        :meth:`output`). A failure comes back as the exception in place of the result (and its message in the
+        reading), so the run is still metered. While a job runs, ``LUMI_TENANT`` is its tenant: the stores it
+        opens are that tenant's.
         """
+        readings, results = [], []
+        for job, kind, program, args, tenant in jobs:
+            reading, result = self._run_job(job, kind, program, args, tenant)
+            if "value" in reading:
+                result = None  # it travels once, in the reading
+            readings.append(reading)
+            results.append(result)
+        return (readings, *results)
+
+    def _run_job(self, job: str, kind: str, program, args: list, tenant: str) -> tuple[dict, object]:
+        try:  # what travels by ObjectRef (big graphs and arrays) is fetched here, from its owner, the submitter
+            program, *args = [ray.get(v) if isinstance(v, ray.ObjectRef) else v for v in (program, *args)]
+        except ray.exceptions.ObjectLostError:
+            reading = {"seconds": 0.0, "device": self.device, "target": default_target(), "error": LOST_INPUTS,
+                       "replace": None}
+            return reading, LumiError(LOST_INPUTS)
         os.environ["LUMI_TENANT"] = tenant  # jobs run one at a time on this thread
         if kind != "graph":
             with captured(job) as self.output:
@@ -146,7 +166,7 @@ class Worker:
             return reading, result
         reading, result = self._metered(lambda: execute(program, args), f"job {job}")
         if isinstance(result, list) and sum(a.nbytes for a in result) <= INLINE_BYTES:
-            reading["value"] = result  # small: it travels with the reading, saving the waiter a fetch
+            reading["value"] = result
         return reading, result
 
     @ray.method(enable_task_events=False)
