@@ -189,7 +189,8 @@ def test_short_jobs_share_worker_calls_in_the_order_they_were_picked(make_dispat
     x = np.arange(4, dtype=np.float32)
     graph = lumi.trace(lambda x: x * 2, x)
     jobs.submit_spec(jobs.graph_spec(graph, [x]), dispatcher=d).result(timeout=60)  # measured: short from now on
-    blocker = jobs.submit_spec(sleeper(0.5, "api"), dispatcher=d)  # the one place is taken while the rest queue
+    blocker = jobs.submit_spec(sleeper(2.0, "api"), dispatcher=d)  # the one place is taken while the rest queue
+    # (2 s: the 40 submits below must land while it runs, on a loaded machine too)
     inputs = [np.full(4, i, np.float32) for i in range(40)]
     specs = [jobs.with_id(jobs.graph_spec(graph, [a], estimate=1e-4)) for a in inputs]
     before = ray.get(d.counters.remote())["worker_calls"]
