@@ -3,6 +3,8 @@ and the notebook's key, whose tier and tenant are their defaults."""
 
 from __future__ import annotations
 
+import os
+
 from IPython.core.magic_arguments import argument
 from lumi.errors import LumiError
 from lumi.runtime.config import LOCAL_TENANT
@@ -37,11 +39,36 @@ def notebook_placement(tier: str | None, tenant: str | None) -> tuple[str, str]:
     local admin key, as ``%%deploy`` and the panel use; tier ``api``, tenant ``local``), else api and local."""
     if tier and tenant:
         return tier, tenant
+    principal = _local_principal()
+    return (tier or (principal.tier if principal else DEFAULT_TIER),
+            tenant or (principal.tenant if principal else LOCAL_TENANT))
+
+
+_known: tuple[tuple, object] | None = None  # (the key files' paths and stamps, the admin key's principal)
+
+
+def _local_principal():
+    """The local admin key's principal, read again only when the key files have changed (a cell reads it)."""
+    global _known
     from lumi.serving import keys
 
+    path = keys.keys_path()
+    if _known is not None and _known[0] == _stamps(path):
+        return _known[1]
     try:
         principal = key_principal(keys.admin_key())
     except (LumiError, OSError):
-        principal = None
-    return (tier or (principal.tier if principal else DEFAULT_TIER),
-            tenant or (principal.tenant if principal else LOCAL_TENANT))
+        return None
+    _known = (_stamps(path), principal)
+    return principal
+
+
+def _stamps(keys_file) -> tuple:
+    def stamp(path):
+        try:
+            status = os.stat(path)
+        except OSError:
+            return None
+        return status.st_ino, status.st_mtime_ns, status.st_size
+
+    return str(keys_file), stamp(keys_file), stamp(keys_file.parent / "admin.key")

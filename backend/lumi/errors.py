@@ -90,6 +90,10 @@ class LeaseRevoked(LumiError):
     """The worker no longer serves this endpoint lease (the dispatcher reclaimed it); ask for a new one."""
 
 
+class LaneClosed(LumiError):
+    """The worker no longer holds this process's lane (the dispatcher closed it); submit through the queue."""
+
+
 class JobTimeout(LumiError, TimeoutError):
     """``Job.result(timeout)`` ran out of time; the job itself goes on (``job.cancel()`` stops it)."""
 

@@ -25,6 +25,7 @@ environment in :func:`~lumi.runtime.config.load_config`.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -44,6 +45,12 @@ class Kind:
 
     form: str
     parse: Callable[[str], Any]
+
+
+@functools.cache
+def _pattern(name: str) -> re.Pattern:
+    parts = re.split(r"<[A-Z]+>", name)
+    return re.compile("(.+)".join(re.escape(p) for p in parts))
 
 
 def _bounded(convert: Callable[[str], Any], minimum: float | None) -> Callable[[str], Any]:
@@ -113,8 +120,7 @@ class Setting:
     @property
     def pattern(self) -> re.Pattern:
         """The variable names this declaration covers (placeholders are captured)."""
-        parts = re.split(r"<[A-Z]+>", self.name)
-        return re.compile("(.+)".join(re.escape(p) for p in parts))
+        return _pattern(self.name)
 
     def default_in(self, env: Mapping[str, str]) -> Any:
         return self.default(env) if callable(self.default) else self.default
@@ -168,6 +174,10 @@ _DECLARED = [
     Setting("LUMI_DISPATCH_LIMIT", integer(1), 2,
             "Calls a worker holds at once (running + dispatched), each one job or a batch of short ones",
             toml="[queue] dispatch_limit"),
+    Setting("LUMI_LANES", FLAG, True,
+            "1: while nothing is queued, a client process sends its short graph jobs (measured at 2 ms or less) "
+            "straight to a worker the dispatcher opened to it, one actor call each; any queued job closes every lane. "
+            "0: every job goes through the queue", toml="[queue] lanes"),
     Setting("LUMI_WORKERS", integer(), 0,
             "Worker actors the dispatcher keeps; 0: one per GPU slot (two on the CPU fallback)",
             toml="[queue] workers"),

@@ -5,6 +5,7 @@ dispatcher stopped for good fails its jobs with a LumiError, never a raw Ray one
 from __future__ import annotations
 
 import threading
+import time
 
 import lumi
 import numpy as np
@@ -42,7 +43,10 @@ def test_sixteen_threads_share_submit_calls_and_each_job_gets_its_own_result(mak
     assert sorted(results) == list(range(THREADS * EACH))
     for n, value in results.items():
         np.testing.assert_array_equal(value, np.full(3, 2 * n + 1, np.float32))
-    after = ray.get(d.counters.remote())
+    deadline = time.monotonic() + 30  # a job that ran on a lane is recorded once its worker has reported it
+    while (after := ray.get(d.counters.remote()))["accepted"] - before["accepted"] < THREADS * EACH:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
     jobs_made = after["accepted"] - before["accepted"]
     calls = after["submit_calls"] - before["submit_calls"]
     assert jobs_made == THREADS * EACH

@@ -95,6 +95,7 @@ class Config:
     workers: int = _default("LUMI_WORKERS")  # worker actors the dispatcher keeps; 0: one per GPU (two on CPU)
     worker_gpus: float = _default("LUMI_WORKER_GPUS")  # GPUs each worker actor reserves (fractions share a GPU)
     worker_memory: int = _default("LUMI_WORKER_MEMORY_BYTES")  # resident bytes a worker may reach (0: no limit)
+    lanes: bool = _default("LUMI_LANES")  # short jobs of a client may go straight to a worker while nothing waits
     burst_pool: str | None = None  # the node label KEY=VALUE of burst capacity (None: no burst group)
     prices: dict[str, float] = field(default_factory=dict)
     quotas: dict[str, Quota] = field(default_factory=dict)
@@ -172,6 +173,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         workers=int(over_file("LUMI_WORKERS", "queue", "workers")),
         worker_gpus=float(over_file("LUMI_WORKER_GPUS", "queue", "worker_gpus")),
         worker_memory=int(over_file("LUMI_WORKER_MEMORY_BYTES", "queue", "worker_memory_bytes")),
+        lanes=bool(over_file("LUMI_LANES", "queue", "lanes")),
         burst_pool=over_file("LUMI_BURST_POOL", "queue", "burst_pool"),
         prices=prices,
         quotas=quotas,

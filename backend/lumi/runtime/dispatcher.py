@@ -8,7 +8,10 @@ of the same graph hash have been measured. Each tier has a wait target (``wait_t
 tier's head job has waited longer, only tiers whose heads are overdue are served (by the same round robin),
 so an overdue job starts within one round of the overdue tiers, and no tier or tenant starves.
 Workers hold at most ``dispatch_limit`` calls each: a call carries one job, or a batch of short ones (graph jobs
-measured at BATCH_JOB_S or less, BATCH_S together), taken in the order the round robin picks them.
+measured at SHORT_JOB_S or less, BATCH_S together), taken in the order the round robin picks them.
+While nothing waits, a short job's worker may stay open to its client process as a *lane*: the process sends its
+next short jobs to that worker itself, and the worker reports them afterwards. Any job queued or lease asked for
+closes every lane first (``_dispatch``), so a lane delays queued work by one short job at most.
 Endpoint replicas are leases on the same workers (``lease``/``unlease``): a leased worker runs
 that endpoint's batches only, until the gateway gives it back or a queued job reclaims it (see
 ``_reclaimable``); asks for leases are served before queued jobs.
@@ -37,8 +40,9 @@ from .cluster import NAMESPACE, ensure_connected, on_the_head, request_cluster_r
 from .config import LOCAL_TENANT, load_config, lumi_environment, setting
 from .journal import Journal
 from .options import GpuRequest
-from .pool import BURST, CPU, DEVICE, BurstGroup, Lease, Pool, Slot
+from .pool import BURST, CPU, DEVICE, BurstGroup, Lane, Lease, Pool, Slot
 from .queues import TenantQueue
+from .worker import SHORT_JOB_S
 
 NAME = "lumi-dispatcher"
 MAX_ATTEMPTS = 3
@@ -56,9 +60,10 @@ CPU_WORKER_KEEP_S = 30.0  # an unleased CPU worker is kept this long for the nex
 BURST_KEEP_S = 5.0  # a burst worker idle this long with nothing queued is stopped: the borrowed node goes back
 RESULT_GRACE_S = 30.0  # how long a result stays with the dispatcher after a waiter had it
 MAILBOX_KEEP_S = 600.0  # a mailbox nobody collected from this long is dropped
-BATCH_JOB_S = 0.002  # a graph job measured at most this long may share a worker call with others
 BATCH_S = 0.005  # the most one call's jobs are estimated to take together
 BATCH_JOBS = 16  # the most jobs in one call
+LANE_IDLE_S = 60.0  # a lane unused this long is closed
+LANE_SHORT_KEYS = 256  # the most short graphs a lane is told of when it opens
 
 
 @dataclass(eq=False)
@@ -86,6 +91,8 @@ class _Job:
     attempts: int = 0
     refs: tuple | None = None  # (readings of its call, its result) of the running attempt
     batched: bool = False  # the running attempt shares its worker call with other jobs
+    lane: Lane | None = None  # the lane its worker call offers (opened once the call ends, if nothing waits then)
+    granted: dict | None = None  # the lane its client is told of with its end
     result: object = None  # the result ObjectRef until a waiter takes it
     value: object = None  # the result itself when small enough to come with the reading
     output: list | None = None  # what a Python job printed, once it has finished
@@ -234,7 +241,8 @@ class Dispatcher:
         self._cpu_starting = 0
         self.ledger = metering.Ledger()
         self.counts = dict.fromkeys(("accepted", "refused", "done", "failed", "cancelled", "requeued", "burst_started",
-                                     "burst_released", "submit_calls", "worker_calls"), 0)
+                                     "burst_released", "submit_calls", "worker_calls", "lanes_opened",
+                                     "lane_jobs"), 0)
         self.peak = {"total": 0, **dict.fromkeys(self.tiers, 0)}
         self._order: dict[str, tuple[int, int]] | None = None
         self._last_start = 0.0
@@ -627,6 +635,12 @@ class Dispatcher:
             now = time.monotonic()
             for mailbox in [m for m, box in self.mailboxes.items() if now - box.polled > MAILBOX_KEEP_S]:
                 del self.mailboxes[mailbox]  # its process stopped collecting: it has gone
+            for slot in self.pool.ready(None):
+                if slot.ran:
+                    self._record_lane_jobs(slot)
+            for slot in self.pool.lanes():
+                if slot.lane.idle() > LANE_IDLE_S:
+                    self._close_lane(slot)
             for slot in self.pool.lendable(CPU):
                 if now - slot.free_since > CPU_WORKER_KEEP_S:
                     self.pool.retire(slot)
@@ -648,7 +662,16 @@ class Dispatcher:
 
     def _dispatch(self) -> None:
         self._grant()
-        self._reclaim_for_jobs()
+        self._fill()
+        if self.asks or any(self.queues.values()):  # what still waits takes back the lanes, then idle leases
+            if self._close_lanes():
+                self._grant()
+            self._reclaim_for_jobs()
+            self._fill()
+        self._burst()
+
+    def _fill(self) -> None:
+        """Start queued jobs on the free workers, in the round robin's order."""
         progressed = True
         while progressed:
             progressed = False
@@ -658,7 +681,6 @@ class Dispatcher:
                 if job is not None:
                     self._start(self._batch(job, slot, overdue), slot)
                     progressed = True
-        self._burst()
 
     def _burst(self) -> None:
         """Start a burst worker when a tier's head is past its wait target and no worker is free for it, or
@@ -681,13 +703,10 @@ class Dispatcher:
     def _batch(self, first: _Job, slot: Slot, overdue) -> list[_Job]:
         """``first``, and when it is short, the short jobs the round robin picks next for ``slot``: they go in one
         call (a trivial job costs a worker call more than it costs to run)."""
-        def short(job: _Job) -> bool:  # measured, not only modelled: a first run may compile for seconds
-            return job.kind == "graph" and job.key in self.measured and job.estimate <= BATCH_JOB_S
-
         batch, total = [first], first.estimate
-        while short(first) and len(batch) < BATCH_JOBS:
+        while self._short(first) and len(batch) < BATCH_JOBS:
             room = BATCH_S - total
-            job = self.drr.pick(self.queues, lambda j, room=room: (short(j) and j.estimate <= room
+            job = self.drr.pick(self.queues, lambda j, room=room: (self._short(j) and j.estimate <= room
                                                                   and self._eligible(j, slot)), overdue)
             if job is None:
                 break
@@ -695,7 +714,26 @@ class Dispatcher:
             total += job.estimate
         return batch
 
+    def _short(self, job: _Job) -> bool:
+        """A graph job measured (not only modelled: a first run may compile for seconds) at SHORT_JOB_S or less."""
+        return job.kind == "graph" and job.key in self.measured and job.estimate <= SHORT_JOB_S
+
+    def _lane_offer(self, batch: list[_Job], slot: Slot) -> Lane | None:
+        """A lane for the client of ``batch``'s one short job, when nothing else waits and the worker has no other
+        call."""
+        job = batch[0]
+        if (not self.config.lanes or len(batch) > 1 or not job.mailbox or not self._short(job) or slot.role != DEVICE
+                or slot.calls or self.asks or any(self.queues.values())):
+            return None
+        return Lane(uuid.uuid4().hex, job.mailbox, job.tenant, job.tier, job.gpu)
+
+    def _short_graphs(self) -> dict[str, float]:
+        """The most recently measured short graphs, for a lane's worker."""
+        recent = itertools.islice(reversed(self.measured.items()), LANE_SHORT_KEYS)
+        return {key: seconds for key, seconds in recent if seconds <= SHORT_JOB_S}
+
     def _start(self, batch: list[_Job], slot: Slot) -> None:
+        lane = batch[0].lane = self._lane_offer(batch, slot)
         for job in batch:
             self._last_start = max(time.time(), self._last_start + 1e-6)  # distinct, ordered timestamps
             job.state, job.started_at, job.worker, job.device = "running", self._last_start, slot.id, slot.device
@@ -704,7 +742,8 @@ class Dispatcher:
         self.pool.occupy(slot, [job.id for job in batch])
         self.counts["worker_calls"] += 1
         run = slot.handle.run_jobs if len(batch) == 1 else slot.handle.run_jobs.options(num_returns=len(batch) + 1)
-        refs = run.remote([(job.id, job.kind, job.program, job.args, job.tenant) for job in batch])
+        offer = None if lane is None else (lane.token, lane.tenant, lane.tier, self._short_graphs())
+        refs = run.remote([(job.id, job.kind, job.program, job.args, job.tenant) for job in batch], offer)
         for job, result in zip(batch, refs[1:], strict=True):
             job.refs = (refs[0], result)
         self._changed()
@@ -722,12 +761,76 @@ class Dispatcher:
         if lost is not None:
             self._worker_lost(batch, slot, lost)
             return
+        if batch[0].lane is not None:
+            self._open_lane(batch[0], slot, readings[0])
         for job, reading, result in zip(batch, readings, refs[1:], strict=True):
             self._finish(job, reading, result)
         if any(reading.get("replace") for reading in readings):  # out of memory: what was left may not be freed
             self.pool.kill(slot)
             self._lose(slot)
         self._dispatch()
+
+    def _open_lane(self, job: _Job, slot: Slot, reading: dict) -> None:
+        """The worker opened the lane its call offered: keep it, and tell the client with the job's end, if the job
+        ran and still nothing else waits and the worker has no other call; else close it again."""
+        lane, job.lane = job.lane, None
+        if (reading.get("error") or job.state == "cancelled" or slot.state == "dead" or slot.calls or slot.lease
+                or self.asks or any(self.queues.values())):
+            slot.handle.close_lane.remote(lane.token)
+            return
+        slot.lane = lane
+        job.granted = lane.grant(slot, self.config.price(slot.device))
+        self.counts["lanes_opened"] += 1
+
+    def _close_lanes(self) -> bool:
+        """Close every open lane (work waits); whether there were any. The jobs their workers had not reported yet
+        are recorded when the answers come."""
+        slots = self.pool.lanes()
+        for slot in slots:
+            self._close_lane(slot)
+        return bool(slots)
+
+    def _close_lane(self, slot: Slot) -> None:
+        ref = self.pool.close_lane(slot)
+        if ref is not None:
+            asyncio.get_running_loop().create_task(self._closed(slot, ref))
+        self._changed()
+
+    async def _closed(self, slot: Slot, ref) -> None:
+        with contextlib.suppress(ray.exceptions.RayError):
+            slot.ran += await ref
+        self._record_lane_jobs(slot)
+
+    def _record_lane_jobs(self, slot: Slot) -> None:
+        """Count, meter and journal the jobs ``slot``'s lane ran, as the worker reported them: each becomes a
+        finished job like any other (its result went straight to its client)."""
+        ran, slot.ran = slot.ran, []
+        records = []
+        for r in ran:
+            if r["id"] in self.jobs:
+                continue
+            job = _Job(id=r["id"], tenant=r["tenant"], tier=r["tier"], kind="graph", program=None, args=[],
+                       key=r["key"], work={}, estimate=r["seconds"], gpu=None, label=r["label"],
+                       submitted_at=r["submitted_at"], state="failed" if r["error"] else "done",
+                       started_at=r["started_at"], finished_at=r["finished_at"], gpu_seconds=r["seconds"],
+                       device=r["device"], worker=slot.id, error=r["error"], attempts=1, handed=True)
+            record = self.ledger.add(job.tenant, job.tier, job.device, job.gpu_seconds,
+                                     self.config.price(job.device), job_id=job.id)
+            self._costs.append(record)
+            job.cost = record.cost
+            job.finished.set()
+            if job.gpu_seconds > 0:
+                self.measured[job.key] = metering.refine(self.measured.get(job.key), job.gpu_seconds)
+            self.jobs[job.id] = job
+            self.counts["accepted"] += 1
+            self.counts["lane_jobs"] += 1
+            self.counts[job.state] += 1
+            self._prune(job)
+            records.append(job.journal_record())
+        if records:
+            with contextlib.suppress(JournalError):  # they ran; what would be lost is their record, not their result
+                self.journal.ran(records)
+            self._flush()
 
     def _finish(self, job: _Job, reading: dict, result_ref) -> None:
         seconds = reading["seconds"]
@@ -736,8 +839,9 @@ class Dispatcher:
                                  job_id=job.id)
         self._costs.append(record)
         job.cost = record.cost
-        if seconds > 0 and job.key:
-            self.measured[job.key] = metering.refine(self.measured.get(job.key), seconds)
+        if seconds > 0 and job.key:  # remembered without a first run's compile: the runs after it are warm
+            run = max(seconds - reading.get("compile_s", 0.0), metering.MIN_ESTIMATE_S / 100)
+            self.measured[job.key] = metering.refine(self.measured.get(job.key), run)
         self.drr.correct(job.tier, seconds - job.estimate, bool(self.queues[job.tier]))
         job.program, job.args, job.refs = None, [], None
         if job.state != "cancelled":
@@ -963,7 +1067,7 @@ class Dispatcher:
                 taken.append(job.id)
                 asyncio.get_running_loop().call_later(RESULT_GRACE_S, self._let_go, job)
             answers.append({"job": self._public(job), "result": None if result is None else [result],
-                            "value": value, "output": job.output})
+                            "value": value, "output": job.output, "lane": job.granted})
         with contextlib.suppress(JournalError):
             self.journal.taken(taken)
         return answers
@@ -987,6 +1091,7 @@ class Dispatcher:
                 "leases": [s.lease.public() for s in self.pool.leased(None)], "pending_leases": len(self.asks),
                 "tiers": {t: {"weight": x.weight, "cap": x.cap, "wait_target_s": x.wait_target_s}
                           for t, x in self.tiers.items()},
+                "lanes": len(self.pool.lanes()),
                 "fallback": self.pool.fallback(), "dispatch_limit": self.config.dispatch_limit,
                 "tokens": len(self.tokens)}
 

@@ -191,6 +191,8 @@ class Submission:
                 return self.job
             self._error = None
         self._answered.clear()
+        if self._run_on_a_lane(dispatcher):
+            return self.job
         if threading.current_thread() is not threading.main_thread():  # a Ctrl-C lands on the main thread only
             self._send(dispatcher)
         else:
@@ -201,6 +203,17 @@ class Submission:
         if self._error is not None:
             raise self._error
         return self.job
+
+    def _run_on_a_lane(self, dispatcher) -> bool:
+        """Run the job on a lane of this process's, if one takes it (see :mod:`lumi.runtime.wire`), on this thread:
+        a lane's jobs are short, so a Ctrl-C meanwhile leaves nothing running for long, and nothing to cancel."""
+        end = wire_of(dispatcher).run_direct(self.spec)
+        if end is None:
+            return False
+        with self._lock:
+            self.job = Job(end["job"], dispatcher, self.outputs, end=end)
+        self._answered.set()
+        return True
 
     def _send(self, dispatcher) -> None:
         with self._lock:
@@ -354,9 +367,11 @@ class Job:
     """A job on the dispatcher: live ``state``, ``position``, ``gpu_seconds``, ``cost``; ``result()``.
 
     A job submitted through this process's wire (:mod:`lumi.runtime.wire`) gets its end from the wire's
-    collector; otherwise :meth:`outputs` asks the dispatcher's ``wait``."""
+    collector, and one that ran on a lane is made with its ``end``; otherwise :meth:`outputs` asks the
+    dispatcher's ``wait``."""
 
-    def __init__(self, snapshot: dict, dispatcher, outputs: int | None = None, keep: tuple = (), wire=None):
+    def __init__(self, snapshot: dict, dispatcher, outputs: int | None = None, keep: tuple = (), wire=None,
+                 end: dict | None = None):
         self.id = snapshot["id"]
         self._keep = keep  # the spec's ObjectRefs, held until the result is in: a restarted dispatcher reads them
         self._dispatcher = dispatcher
@@ -367,9 +382,12 @@ class Job:
         self._output: list | None = None  # a Python job's printed chunks, once it has finished
         self._shown = 0  # chunks new_output() has handed out
         self._end: dict | BaseException | None = None  # the wire's answer, once the job has ended
-        self._has_ended = threading.Event() if wire is not None else None
+        self._has_ended = threading.Event() if wire is not None or end is not None else None
         if wire is not None:
             wire.expect(self)
+        if end is not None:
+            self._output = []
+            self._ended(end)
 
     def _ended(self, end: dict | BaseException) -> None:
         """The wire's collector hands over the job's end (or why it cannot come)."""
@@ -465,6 +483,8 @@ class Job:
 
     def cancel(self) -> dict:
         """Cancel the job on the cluster (queued: removed; running: stopped, its worker replaced if needed)."""
+        if self._end is not None and self._snapshot["state"] in FINAL:  # it has ended: nothing to cancel
+            return self._snapshot
         self._snapshot = call(self._dispatcher.cancel.remote(self.id))
         return self._snapshot
 

@@ -81,6 +81,11 @@ class Journal:
                       None if output is None else json.dumps(output), record["id"]) for record, value, output in ends],
                     ("DELETE FROM jobs WHERE id = ?", [(i,) for i in forget]), self._cost_rows(costs))
 
+    def ran(self, records: list[dict]) -> None:
+        """Jobs ran on a lane (their results went straight to their clients): each finished, and taken."""
+        self._write("INSERT OR IGNORE INTO jobs (id, record, taken) VALUES (?, ?, 1)",
+                    [(record["id"], json.dumps(record)) for record in records])
+
     def taken(self, job_ids: list[str]) -> None:
         """Waiters took these jobs' results: a restart need not run them again (a small result stays, for a
         wait that Ray retries because its answer was lost with the dispatcher)."""

@@ -1,7 +1,8 @@
 """The one pool of worker actors a dispatcher owns: starting them, their slots, leases, health and
 utilization. Device workers (one per GPU slot) run jobs and GPU endpoints; CPU workers start on
 demand for CPU-only endpoints; burst workers (on nodes of the burst group, when one is configured) run jobs
-only, while a tier is past its wait target. An endpoint version's replicas are leases on these workers."""
+only, while a tier is past its wait target. An endpoint version's replicas are leases on these workers, and a
+device worker may hold a lane for one client process while nothing is queued (see ``lumi.runtime.worker``)."""
 
 from __future__ import annotations
 
@@ -78,6 +79,29 @@ class Lease:
 
 
 @dataclass
+class Lane:
+    """A device worker open to one client process's short jobs, sent straight to it, until work waits."""
+
+    token: str
+    mailbox: str  # the process's (see lumi.runtime.wire)
+    tenant: str
+    tier: str
+    gpu: str | None
+    since: float = field(default_factory=time.time)
+    jobs: int = 0
+    idle_for: float = 0.0
+    seen_at: float = field(default_factory=time.monotonic)
+
+    def idle(self) -> float:
+        return self.idle_for + time.monotonic() - self.seen_at
+
+    def grant(self, slot: Slot, price: float) -> dict:
+        """What the client is told of the lane with its job's end."""
+        return {"token": self.token, "worker": slot.handle, "worker_id": slot.id, "device": slot.device,
+                "price": price, "tenant": self.tenant, "tier": self.tier, "gpu": self.gpu}
+
+
+@dataclass
 class Slot:
     """One worker actor as the dispatcher sees it."""
 
@@ -92,6 +116,8 @@ class Slot:
     running: set[str] = field(default_factory=set)
     calls: int = 0  # worker calls in flight, each with one job or a batch of short ones (the dispatch limit's unit)
     lease: Lease | None = None
+    lane: Lane | None = None
+    ran: list[dict] = field(default_factory=list)  # lane jobs the worker reported, not yet recorded
     free_since: float = field(default_factory=time.monotonic)
     stats: dict = field(default_factory=lambda: {"utilization": 0.0, "utilization_source": BUSY_FRACTION,
                                                  "memory_used": None, "memory_total": None})
@@ -104,6 +130,9 @@ class Slot:
         if self.lease is not None:
             keys = ("endpoint", "version", "tier", "tenant", "since", "batches", "gpu_seconds")
             return {"kind": "serving", **{k: getattr(self.lease, k) for k in keys}}
+        if self.lane is not None and not self.running:
+            return {"kind": "lane", "tier": self.lane.tier, "tenant": self.lane.tenant, "since": self.lane.since,
+                    "jobs": self.lane.jobs}
         for job_id in sorted(self.running):
             return {"kind": "job", "job": job_id, **jobs.get(job_id, {})}
         return {"kind": "idle"}
@@ -111,7 +140,7 @@ class Slot:
     def snapshot(self, jobs: dict) -> dict:
         doing = self.doing(jobs)
         return {"id": self.id, "role": self.role, "host": self.host, "device": self.device, "target": self.target,
-                "fallback": self.fallback, **{k: v for k, v in self.stats.items() if k != "lease"},
+                "fallback": self.fallback, **self.stats,
                 "running": len(self.running), "state": self.state, "doing": doing, "activity": activity(doing)}
 
 
@@ -122,6 +151,8 @@ def activity(doing: dict) -> str:
     if doing["kind"] == "serving":
         since = time.strftime("%H:%M:%S", time.localtime(doing["since"]))
         return f"serving {doing['endpoint']} v{doing['version']} since {since} ({doing['batches']} batches)"
+    if doing["kind"] == "lane":
+        return f"lane for {doing['tenant']} ({doing['tier']}, {doing['jobs']} jobs)"
     return doing["kind"]
 
 
@@ -151,14 +182,25 @@ class Pool:
         return [s for s in self.slots.values() if s.state == "starting" and s.role == role]
 
     def free(self) -> list[Slot]:
-        """Workers that may take a call (device and burst ones: ready, not leased, below the dispatch limit), least
-        loaded first, burst ones last."""
-        return sorted((s for s in [*self.ready(), *self.ready(BURST)] if s.lease is None
+        """Workers that may take a call (device and burst ones: ready, not leased, no lane open, below the dispatch
+        limit), least loaded first, burst ones last."""
+        return sorted((s for s in [*self.ready(), *self.ready(BURST)] if s.lease is None and s.lane is None
                        and s.calls < self.dispatch_limit), key=lambda s: (s.role == BURST, s.calls))
 
     def lendable(self, role: str) -> list[Slot]:
-        """Workers of ``role`` that may be leased now: ready, running nothing, leased to nobody."""
-        return [s for s in self.ready(role) if s.lease is None and not s.running]
+        """Workers of ``role`` that may be leased now: ready, running nothing, leased to nobody, no lane open."""
+        return [s for s in self.ready(role) if s.lease is None and s.lane is None and not s.running]
+
+    def lanes(self) -> list[Slot]:
+        return [s for s in self.ready() if s.lane is not None]
+
+    def close_lane(self, slot: Slot):
+        """Close the slot's lane: the worker declines its jobs from now on. Returns the worker's answer (an
+        ObjectRef of the lane jobs it had not reported yet), or None."""
+        lane, slot.lane = slot.lane, None
+        if lane is None or slot.state == "dead":
+            return None
+        return slot.handle.close_lane.remote(lane.token)
 
     def leased(self, role: str | None = None) -> list[Slot]:
         return [s for s in self.ready(role) if s.lease is not None]
@@ -265,7 +307,7 @@ class Pool:
     def mark_dead(self, slot: Slot) -> None:
         if slot.state != "dead":
             slot.state = "dead"
-            slot.lease = None
+            slot.lease = slot.lane = None
             self.slots.pop(slot.id, None)
             self.dead = [*self.dead[-15:], slot]
 
@@ -289,11 +331,15 @@ class Pool:
             if isinstance(stat, (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)):
                 lost.append(slot)
             elif not isinstance(stat, BaseException):
+                held, lane = stat.pop("lease"), stat.pop("lane")
+                slot.ran += stat.pop("ran")
                 slot.stats = stat
-                held = stat.get("lease")
                 if slot.lease is not None and held is not None and held["id"] == slot.lease.id:
                     slot.lease.batches, slot.lease.gpu_seconds = held["batches"], held["gpu_seconds"]
                     slot.lease.idle_for, slot.lease.seen_at = held["idle_for"], time.monotonic()
+                if slot.lane is not None and lane is not None and lane["token"] == slot.lane.token:
+                    slot.lane.jobs, slot.lane.idle_for, slot.lane.seen_at = (lane["jobs"], lane["idle_for"],
+                                                                             time.monotonic())
         return lost
 
     def snapshot(self, jobs: dict) -> list[dict]:

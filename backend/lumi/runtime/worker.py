@@ -1,21 +1,27 @@
 """The device actor: the only Ray actor that runs work. It runs jobs, and holds endpoint versions
-it is leased to warm (compiled plans), running their batches; every run is metered by one path."""
+it is leased to warm (compiled plans), running their batches; every run is metered by one path.
+
+A worker may also hold a *lane* the dispatcher opened for one client process: while nothing waits in the queue,
+that process sends its short graph jobs here itself (:meth:`Worker.run_direct`), one actor call each, and the
+worker reports them to the dispatcher afterwards (:meth:`Worker.stats`, :meth:`Worker.close_lane`)."""
 
 from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import ray
 
-from ..errors import ExecutionError, LeaseRevoked, LumiError, OutOfMemory, PastMemoryLimit
+from ..errors import ExecutionError, LaneClosed, LeaseRevoked, LumiError, OutOfMemory, PastMemoryLimit
 from ..graph.fileformat import loads
 from ..graph.ir import Graph
 from .execute import default_target, execute, plan_for
 from .memory import MemoryWatch, memory_error
+from .metering import refine
 from .output import Output, captured
 from .python_cell import run_cell
 from .utilization import BusyMeter, device_name, sample
@@ -24,6 +30,7 @@ __all__ = ["Worker", "device_name"]
 
 INLINE_BYTES = 64 << 10
 MIB = 1 << 20
+SHORT_JOB_S = 0.002  # a graph job measured at most this long is short: it may share a call, or run on a lane
 LOST_INPUTS = ("its inputs are gone: the process that submitted it has exited (or dropped them) and the dispatcher "
                "restarted meanwhile; submit the job again")
 
@@ -39,10 +46,23 @@ class _Held:
     last_used: float = 0.0
 
 
-@ray.remote(num_gpus=1, num_cpus=0, max_restarts=0, concurrency_groups={"control": 1, "lease": 1})
+@dataclass
+class _Lane:
+    """A lane the dispatcher opened: who its jobs run for, and the graphs known to be short."""
+
+    token: str
+    tenant: str
+    tier: str
+    short: dict[str, float]  # graph hash -> its estimated seconds (as the dispatcher's measured estimates)
+    jobs: int = 0
+    last_used: float = 0.0
+
+
+@ray.remote(num_gpus=1, num_cpus=0, max_restarts=0, concurrency_groups={"control": 1, "lease": 1, "lane": 1})
 class Worker:
     """Runs one job or batch at a time; ``info``, ``stats`` and ``drop`` answer from a separate thread
-    meanwhile, and ``hold`` compiles from another (it is only sent to a worker with nothing running)."""
+    meanwhile, and ``hold`` compiles from another (it is only sent to a worker with nothing running). A lane's
+    jobs come on a thread of their own, and run only while no job of the dispatcher's does."""
 
     def __init__(self, memory_limit: int = 0):
         self.device = device_name()
@@ -51,6 +71,10 @@ class Worker:
         self.memory = MemoryWatch(memory_limit)
         self.held: _Held | None = None
         self.output: Output | None = None  # what the running Python job has written
+        self.lane: _Lane | None = None
+        self.ran: list[dict] = []  # the lane jobs run since the dispatcher last asked
+        self._ran_lock = threading.Lock()
+        self._running = threading.Lock()  # held while a job runs: a lane's job never runs beside another
 
     @ray.method(concurrency_group="control")
     def info(self) -> dict:
@@ -62,7 +86,50 @@ class Worker:
         held = self.held
         lease = None if held is None else {"id": held.lease, "batches": held.batches, "gpu_seconds": held.seconds,
                                            "idle_for": time.monotonic() - held.last_used}
-        return {**sample(self.meter, self.device), "lease": lease}
+        lane = self.lane
+        lane = None if lane is None else {"token": lane.token, "jobs": lane.jobs,
+                                          "idle_for": time.monotonic() - lane.last_used}
+        return {**sample(self.meter, self.device), "lease": lease, "lane": lane, "ran": self._take_ran()}
+
+    def _take_ran(self) -> list[dict]:
+        with self._ran_lock:
+            ran, self.ran = self.ran, []
+        return ran
+
+    @ray.method(concurrency_group="lane")  # behind the lane's jobs that came before it, ahead of those after it
+    def close_lane(self, token: str) -> list[dict]:
+        """Close lane ``token`` (its jobs are declined from now on); the lane jobs not yet reported."""
+        if self.lane is not None and self.lane.token == token:
+            self.lane = None
+        return self._take_ran()
+
+    @ray.method(concurrency_group="lane", enable_task_events=False)
+    def run_direct(self, token: str, job: tuple) -> tuple[dict, object] | str:
+        """Run a graph job sent by the lane's client, ``(id, graph, args, key, label, submitted_at)``: ``(reading,
+        result)`` as :meth:`run_jobs` gives them (the result is None when it is in the reading). When declined,
+        why: "unknown" (the graph is not known to be short here) or "busy" (a job of the dispatcher's runs now);
+        the client submits it to the queue instead. Raises LaneClosed when the lane is closed."""
+        job_id, program, args, key, label, submitted_at = job
+        lane = self.lane
+        if lane is None or lane.token != token:
+            raise LaneClosed(f"lane {token} is closed: the dispatcher has queued work for this worker")
+        if lane.short.get(key, SHORT_JOB_S + 1) > SHORT_JOB_S:
+            return "unknown"
+        if not self._running.acquire(blocking=False):
+            return "busy"
+        try:
+            started = time.time()
+            reading, result = self._run_job(job_id, "graph", program, args, lane.tenant)
+        finally:
+            self._running.release()
+        lane.jobs, lane.last_used = lane.jobs + 1, time.monotonic()
+        lane.short[key] = refine(lane.short[key], reading["seconds"])
+        reading.update(started_at=started, finished_at=time.time())
+        with self._ran_lock:
+            self.ran.append({"id": job_id, "tenant": lane.tenant, "tier": lane.tier, "key": key, "label": label,
+                             "submitted_at": submitted_at, **{k: reading[k] for k in (
+                                 "seconds", "device", "error", "started_at", "finished_at")}})
+        return reading, (None if "value" in reading else result)
 
     @ray.method(concurrency_group="control")
     def output(self, job: str, since: int = 0) -> list[tuple[str, str]] | None:
@@ -125,7 +192,7 @@ class Worker:
                            f"fewer rows), {more}")
 
     @ray.method(num_returns=2, enable_task_events=False)  # the hot path: no per-call task events for Ray's state API
-    def run_jobs(self, jobs: list[tuple]) -> tuple:
+    def run_jobs(self, jobs: list[tuple], lane: tuple | None = None) -> tuple:
         """Run jobs one after another, each ``(id, kind, program, args, tenant)``; return ``(readings, result, ...)``,
         a meter reading per job and then each job's result, so the scheduler sees only the small part. The caller
         asks for ``len(jobs) + 1`` returns (``.options(num_returns=...)``): each result is an object of its own.
@@ -139,14 +206,21 @@ class Worker:
         :meth:`output`). A failure comes back as the exception in place of the result (and its message in the
         reading), so the run is still metered. While a job runs, ``LUMI_TENANT`` is its tenant: the stores it
         opens are that tenant's.
+
+        ``lane``, ``(token, tenant, tier, short graphs)``, opens a lane once the jobs have run (see the module
+        docstring): ``short graphs`` maps the hashes of graphs measured short to their seconds.
         """
         readings, results = [], []
-        for job, kind, program, args, tenant in jobs:
-            reading, result = self._run_job(job, kind, program, args, tenant)
-            if "value" in reading:
-                result = None  # it travels once, in the reading
-            readings.append(reading)
-            results.append(result)
+        with self._running:
+            for job, kind, program, args, tenant in jobs:
+                reading, result = self._run_job(job, kind, program, args, tenant)
+                if "value" in reading:
+                    result = None  # it travels once, in the reading
+                readings.append(reading)
+                results.append(result)
+        if lane is not None:
+            token, tenant, tier, short = lane
+            self.lane = _Lane(token, tenant, tier, dict(short), last_used=time.monotonic())
         return (readings, *results)
 
     def _run_job(self, job: str, kind: str, program, args: list, tenant: str) -> tuple[dict, object]:
@@ -164,7 +238,16 @@ class Worker:
             if isinstance(result, dict) and len(ray.cloudpickle.dumps(result)) <= INLINE_BYTES:
                 reading["value"] = result
             return reading, result
-        reading, result = self._metered(lambda: execute(program, args), f"job {job}")
+        compiled = []
+
+        def run():
+            start = time.perf_counter()
+            plan_for(program)  # compiled on its first run here: its seconds are in the reading as compile_s
+            compiled.append(time.perf_counter() - start)
+            return execute(program, args)
+
+        reading, result = self._metered(run, f"job {job}")
+        reading["compile_s"] = sum(compiled)
         if isinstance(result, list) and sum(a.nbytes for a in result) <= INLINE_BYTES:
             reading["value"] = result
         return reading, result

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LumiError
-from ..runtime.config import LOCAL_TENANT, load_config
+from ..runtime.config import LOCAL_TENANT, load_config, setting
 
 PREFIX_LENGTH = len("lumi_") + 8
 
@@ -51,7 +51,7 @@ class Key:
 
 
 def keys_path(home: Path | str | None = None) -> Path:
-    return Path(home or load_config().home) / "keys.toml"
+    return Path(home or setting("LUMI_HOME")) / "keys.toml"
 
 
 def write_private(path: Path, data: bytes) -> None:
