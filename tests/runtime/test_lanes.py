@@ -31,21 +31,22 @@ def _run(d, graph, x):
     return jobs.submit_spec(jobs.graph_spec(graph, [x]), dispatcher=d, outputs=1)
 
 
-def _open_a_lane(d, graph, x) -> None:
-    """Run ``graph`` until its runtime is measured short and a lane has opened to this process."""
+def _with_a_lane(make_dispatcher, workers: int):
+    """A dispatcher with ``workers`` workers, a graph ``x + 1`` and its input, run until its runtime is measured short
+    and a lane has opened to this process."""
+    d = make_dispatcher(workers=workers)
+    wait_ready(d, workers)
+    x = np.arange(4, dtype=np.float32)
+    graph = lumi.trace(lambda x: x + 1, x)
     for _ in range(40):  # a first run compiles: the measured estimate falls by half with each run after it
         np.testing.assert_array_equal(_run(d, graph, x).result(timeout=60), x + 1)
         if _counters(d)["lanes_opened"]:
-            return
+            return d, graph, x
     raise AssertionError("no lane opened")
 
 
 def test_short_jobs_go_straight_to_the_lane_and_are_counted_metered_and_listed(make_dispatcher):
-    d = make_dispatcher(workers=1)
-    wait_ready(d, 1)
-    x = np.arange(4, dtype=np.float32)
-    graph = lumi.trace(lambda x: x + 1, x)
-    _open_a_lane(d, graph, x)
+    d, graph, x = _with_a_lane(make_dispatcher, workers=1)
     worker = ray.get(d.cluster.remote())["workers"][0]
     assert worker["doing"]["kind"] == "lane" and worker["activity"].startswith("lane for local (api")
     before = _counters(d)
@@ -66,11 +67,7 @@ def test_short_jobs_go_straight_to_the_lane_and_are_counted_metered_and_listed(m
 
 
 def test_queued_work_closes_the_lane_and_the_lanes_client_goes_through_the_queue(make_dispatcher):
-    d = make_dispatcher(workers=1)
-    wait_ready(d, 1)
-    x = np.arange(4, dtype=np.float32)
-    graph = lumi.trace(lambda x: x + 1, x)
-    _open_a_lane(d, graph, x)
+    d, graph, x = _with_a_lane(make_dispatcher, workers=1)
     other = ray.get(d.submit.remote(sleeper(0.5, "free", tenant="other")))  # another client's job, queued
     assert ray.get(d.cluster.remote())["lanes"] == 0  # the submit closed the lane before it answered
     before = _counters(d)
@@ -83,11 +80,7 @@ def test_queued_work_closes_the_lane_and_the_lanes_client_goes_through_the_queue
 
 
 def test_a_graph_the_lane_does_not_know_as_short_goes_through_the_queue(make_dispatcher):
-    d = make_dispatcher(workers=2)
-    wait_ready(d, 2)
-    x = np.arange(4, dtype=np.float32)
-    graph = lumi.trace(lambda x: x + 1, x)
-    _open_a_lane(d, graph, x)
+    d, graph, x = _with_a_lane(make_dispatcher, workers=2)
     before = _counters(d)
     new = lumi.trace(lambda x: x * 3, x)  # never measured: it may compile for seconds
     job = _run(d, new, x)
