@@ -179,6 +179,13 @@ _CACHE_SIZE = 128
 _CACHE_LOCK = threading.Lock()
 
 
+def is_compiled(graph_hash: str, target: str) -> bool:
+    """Whether :func:`compile` holds the plan of the graph with this hash for ``target`` (running it compiles
+    nothing)."""
+    with _CACHE_LOCK:
+        return (graph_hash, _device(target)) in _CACHE
+
+
 def compile(graph: Graph, target: str = "cpu") -> Plan:  # noqa: A001 - the public name design.md fixes
     """Optimise ``graph``, fuse it into kernels and generate their source for ``target``.
 

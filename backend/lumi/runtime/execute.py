@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..compiler import Plan, best_target, compile
+from ..compiler import Plan, best_target, compile, is_compiled
 from ..graph.ir import Graph
 
 
@@ -19,6 +19,11 @@ def default_target() -> str:
 def plan_for(graph: Graph) -> Plan:
     """The compiled plan for ``graph`` on this process's device, compiling it on first use."""
     return compile(graph, default_target())
+
+
+def is_warm(graph_hash: str) -> bool:
+    """Whether this process has the graph with this hash compiled for its device already."""
+    return is_compiled(graph_hash, default_target())
 
 
 def execute(graph: Graph, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:

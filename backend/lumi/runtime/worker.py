@@ -19,7 +19,7 @@ import ray
 from ..errors import ExecutionError, LaneClosed, LeaseRevoked, LumiError, OutOfMemory, PastMemoryLimit
 from ..graph.fileformat import loads
 from ..graph.ir import Graph
-from .execute import default_target, execute, plan_for
+from .execute import default_target, execute, is_warm, plan_for
 from .memory import MemoryWatch, memory_error
 from .metering import refine
 from .output import Output, captured
@@ -107,13 +107,14 @@ class Worker:
     def run_direct(self, token: str, job: tuple) -> tuple[dict, object] | str:
         """Run a graph job sent by the lane's client, ``(id, graph, args, key, label, submitted_at)``: ``(reading,
         result)`` as :meth:`run_jobs` gives them (the result is None when it is in the reading). When declined,
-        why: "unknown" (the graph is not known to be short here) or "busy" (a job of the dispatcher's runs now);
+        why: "unknown" (the graph is not known to be short, or not compiled here: a compile could take seconds) or
+        "busy" (a job of the dispatcher's runs now);
         the client submits it to the queue instead. Raises LaneClosed when the lane is closed."""
         job_id, program, args, key, label, submitted_at = job
         lane = self.lane
         if lane is None or lane.token != token:
             raise LaneClosed(f"lane {token} is closed: the dispatcher has queued work for this worker")
-        if lane.short.get(key, SHORT_JOB_S + 1) > SHORT_JOB_S:
+        if lane.short.get(key, SHORT_JOB_S + 1) > SHORT_JOB_S or not is_warm(key):
             return "unknown"
         if not self._running.acquire(blocking=False):
             return "busy"
