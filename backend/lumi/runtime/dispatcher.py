@@ -812,15 +812,10 @@ class Dispatcher:
             job = _Job(id=r["id"], tenant=r["tenant"], tier=r["tier"], kind="graph", program=None, args=[],
                        key=r["key"], work={}, estimate=r["seconds"], gpu=None, label=r["label"],
                        submitted_at=r["submitted_at"], state="failed" if r["error"] else "done",
-                       started_at=r["started_at"], finished_at=r["finished_at"], gpu_seconds=r["seconds"],
-                       device=r["device"], worker=slot.id, error=r["error"], attempts=1, handed=True)
-            record = self.ledger.add(job.tenant, job.tier, job.device, job.gpu_seconds,
-                                     self.config.price(job.device), job_id=job.id)
-            self._costs.append(record)
-            job.cost = record.cost
+                       started_at=r["started_at"], finished_at=r["finished_at"], device=r["device"],
+                       worker=slot.id, error=r["error"], attempts=1, handed=True)
+            self._meter(job, r["seconds"])
             job.finished.set()
-            if job.gpu_seconds > 0:
-                self.measured[job.key] = metering.refine(self.measured.get(job.key), job.gpu_seconds)
             self.jobs[job.id] = job
             self.counts["accepted"] += 1
             self.counts["lane_jobs"] += 1
@@ -832,16 +827,21 @@ class Dispatcher:
                 self.journal.ran(records)
             self._flush()
 
-    def _finish(self, job: _Job, reading: dict, result_ref) -> None:
-        seconds = reading["seconds"]
+    def _meter(self, job: _Job, seconds: float, compile_s: float = 0.0) -> None:
+        """Bill ``job`` its ``seconds`` of execution (journaled with the next flush), and remember them as its
+        graph's runtime, less a first run's ``compile_s``: the runs after it are warm."""
         job.gpu_seconds = seconds
         record = self.ledger.add(job.tenant, job.tier, job.device, seconds, self.config.price(job.device),
                                  job_id=job.id)
         self._costs.append(record)
         job.cost = record.cost
-        if seconds > 0 and job.key:  # remembered without a first run's compile: the runs after it are warm
-            run = max(seconds - reading.get("compile_s", 0.0), metering.MIN_ESTIMATE_S / 100)
+        if seconds > 0 and job.key:
+            run = max(seconds - compile_s, metering.MIN_ESTIMATE_S / 100)
             self.measured[job.key] = metering.refine(self.measured.get(job.key), run)
+
+    def _finish(self, job: _Job, reading: dict, result_ref) -> None:
+        seconds = reading["seconds"]
+        self._meter(job, seconds, reading.get("compile_s", 0.0))
         self.drr.correct(job.tier, seconds - job.estimate, bool(self.queues[job.tier]))
         job.program, job.args, job.refs = None, [], None
         if job.state != "cancelled":
